@@ -1,0 +1,60 @@
+"""The `modelyard` command. Each subcommand imports its part only when it runs: the operator's image has no torch,
+and `modelyard operator` must start there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="modelyard",
+    help="Train an image classifier, package it with BentoML, serve and roll it out on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@app.command()
+def version() -> None:
+    """Print Modelyard's version."""
+    from modelyard import __version__
+
+    typer.echo(__version__)
+
+
+@app.command()
+def crds(
+    check: Annotated[bool, typer.Option(help="Fail if the files on disk differ from the models.")] = False,
+    root: Annotated[Path, typer.Option(help="Repository root to write into.")] = REPO_ROOT,
+) -> None:
+    """Generate manifests/crds/ and the chart's crds/ from the API models."""
+    from modelyard.api import crd
+
+    targets = [root / "manifests" / "crds", root / "charts" / "modelyard" / "crds"]
+    if check:
+        drifted = [
+            str(directory / name)
+            for directory in targets
+            for name, text in crd.crd_files().items()
+            if not (directory / name).is_file() or (directory / name).read_text() != text
+        ]
+        if drifted:
+            typer.echo("CRDs differ from the models; run `modelyard crds`:\n  " + "\n  ".join(drifted), err=True)
+            raise typer.Exit(1)
+        typer.echo("CRDs match the models.")
+        return
+    for path in crd.write(targets):
+        typer.echo(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
