@@ -80,7 +80,11 @@ class AutoscalingSpec(ApiModel):
 
     enabled: bool = Field(default=True, description="Create the HPA; off keeps replicas.min replicas.")
     target_cpu_utilization_percentage: int = Field(
-        default=70, ge=1, le=100, description="Average CPU utilisation, in percent of requests, to aim for."
+        default=70,
+        alias="targetCPUUtilizationPercentage",
+        ge=1,
+        le=100,
+        description="Average CPU utilisation, in percent of requests, to aim for.",
     )
     target_requests_per_second: float | None = Field(
         default=None,
@@ -112,7 +116,9 @@ class BatchingSpec(ApiModel):
 class AnalysisSpec(ApiModel):
     """Judge a new revision on its Prometheus figures after it becomes available."""
 
-    prometheus_url: str = Field(max_length=2048, description="Prometheus base URL, e.g. http://prometheus:9090.")
+    prometheus_url: str = Field(
+        alias="prometheusURL", max_length=2048, description="Prometheus base URL, e.g. http://prometheus:9090."
+    )
     window_seconds: int = Field(default=120, ge=10, le=86_400, description="Time window the figures cover.")
     max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="Largest tolerated share of 5xx answers.")
     max_p95_latency_ms: float | None = Field(default=None, gt=0.0, description="Largest tolerated p95 latency.")
