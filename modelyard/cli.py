@@ -32,10 +32,11 @@ def crds(
     check: Annotated[bool, typer.Option(help="Fail if the files on disk differ from the models.")] = False,
     root: Annotated[Path, typer.Option(help="Repository root to write into.")] = REPO_ROOT,
 ) -> None:
-    """Generate manifests/crds/ and the chart's crds/ from the API models."""
-    from modelyard.api import crd
+    """Generate manifests/crds/, the chart's crds/ and the README's CRD reference from the API models."""
+    from modelyard.api import crd, reference
 
     targets = [root / "manifests" / "crds", root / "charts" / "modelyard" / "crds"]
+    readme = root / "README.md"
     if check:
         drifted = [
             str(directory / name)
@@ -43,6 +44,8 @@ def crds(
             for name, text in crd.crd_files().items()
             if not (directory / name).is_file() or (directory / name).read_text() != text
         ]
+        if readme.is_file() and reference.START in (text := readme.read_text()) and reference.splice(text) != text:
+            drifted.append(str(readme))
         if drifted:
             typer.echo("CRDs differ from the models; run `modelyard crds`:\n  " + "\n  ".join(drifted), err=True)
             raise typer.Exit(1)
@@ -50,6 +53,9 @@ def crds(
         return
     for path in crd.write(targets):
         typer.echo(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+    if readme.is_file() and reference.START in readme.read_text():
+        readme.write_text(reference.splice(readme.read_text()))
+        typer.echo("wrote the CRD reference in README.md")
 
 
 def main() -> None:
