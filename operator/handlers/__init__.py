@@ -1,0 +1,5 @@
+"""kopf handlers, one module per kind. Importing this package registers them all with kopf."""
+
+from modelyard.operator.handlers import training
+
+__all__ = ["training"]
