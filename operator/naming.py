@@ -27,6 +27,8 @@ LABEL_REVISION = f"{GROUP}/revision"
 
 # Lineage: the TrainingJob a ModelDeployment's model was promoted from.
 ANNOTATION_PROMOTED_FROM = f"{GROUP}/promoted-from"
+# A ModelDeployment's Deployment: the hash of the pod template it runs (its revision is under LABEL_REVISION).
+ANNOTATION_TEMPLATE_HASH = f"{GROUP}/template-hash"
 # kopf keeps its handler progress and last-handled spec in annotations under this prefix (never in status: the CRD
 # schema prunes unknown status fields).
 KOPF_ANNOTATION_PREFIX = GROUP
