@@ -156,6 +156,11 @@ class Kube:
         assert answer is not None
         return answer
 
+    def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
+        """Delete the object (its dependents go by the garbage collector); False when it was already gone."""
+        answer = self._call("delete", "DELETE", kind, kind.path(namespace, name), name=name, missing_ok=True)
+        return answer is not None
+
     def patch_status(self, kind: Kind, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch of the status subresource: keys not in `patch` are left as they are."""
         return self.patch(kind, namespace, name, {"status": patch}, subresource="status")

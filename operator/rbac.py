@@ -47,6 +47,11 @@ RULES: tuple[Rule, ...] = (
     # Promotion changes a ModelDeployment's model.
     Rule(GROUP, ("modeldeployments",), ("get", "list", "watch", "patch"), "promotion; ModelDeployment reconcile"),
     Rule(GROUP, ("modeldeployments/status",), ("get", "patch"), "ModelDeployment status"),
+    # ModelDeployment children (the Service rule above covers its Service).
+    Rule("apps", ("deployments",), ("get", "list", "watch", "create", "patch"), "Bento service, watched"),
+    Rule("autoscaling", ("horizontalpodautoscalers",), ("get", "create", "patch", "delete"), "HPA; gone when off"),
+    Rule("policy", ("poddisruptionbudgets",), ("get", "create", "patch"), "the serving PodDisruptionBudget"),
+    Rule("", ("pods",), ("list",), "a revision whose pods crash-loop has failed its rollout"),
 )
 
 # What the trainer's ServiceAccount may do: report progress into its own namespace's TrainingJobs, nothing else.

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
     trainer_run_as_user: int = Field(default=1000, ge=1, description="UID of training pods (never root).")
     serving_run_as_user: int = Field(default=1000, ge=1, description="UID of Bento service pods (never root).")
+    serving_poll_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="How often a ModelDeployment whose rollout is under way is looked at."
+    )
+    serving_resync_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How often a settled ModelDeployment is looked at (besides events)."
+    )
     trainer_termination_grace_seconds: int = Field(
         default=60, ge=0, le=3600, description="Time a training pod has to checkpoint when stopped or suspended."
     )
