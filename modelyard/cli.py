@@ -58,6 +58,24 @@ def crds(
         typer.echo("wrote the CRD reference in README.md")
 
 
+@app.command("operator")
+def operator_command(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to watch; repeatable (default: MODELYARD_NAMESPACES)."),
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch the whole cluster.")] = False,
+    standalone: Annotated[
+        bool | None, typer.Option("--standalone/--peering", help="Run without peering: one replica only.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+) -> None:
+    """Run the operator that reconciles TrainingJobs and ModelDeployments (settings: MODELYARD_* variables)."""
+    from modelyard.operator.main import command
+
+    command(namespace or [], all_namespaces=all_namespaces, standalone=standalone, verbose=verbose)
+
+
 def main() -> None:
     app()
 

@@ -80,3 +80,15 @@ def run(settings: Settings, *, verbose: bool = False) -> None:
         liveness_endpoint=liveness,
         memo=kopf.Memo(settings=settings),
     )
+
+
+def command(namespaces: list[str], *, all_namespaces: bool, standalone: bool | None, verbose: bool) -> None:
+    """`modelyard operator`: the environment's settings, overridden by the command line."""
+    overrides: dict[str, Any] = {}
+    if all_namespaces:
+        overrides["namespaces"] = []
+    elif namespaces:
+        overrides["namespaces"] = namespaces
+    if standalone is not None:
+        overrides["standalone"] = standalone
+    run(Settings(**overrides), verbose=verbose)
