@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as gm
 
 from dashboards.operator_board import operator
 from dashboards.serving_board import serving
@@ -26,10 +27,17 @@ DASHBOARDS: dict[str, Callable[[], gd.Dashboard]] = {
 }
 
 
+def numbered(board: gm.Dashboard) -> gm.Dashboard:
+    """Give every panel and row a unique id, in layout order (Grafana links to panels by id)."""
+    for number, panel in enumerate(board.panels or [], start=1):
+        panel.id_val = number
+    return board
+
+
 def render() -> dict[str, str]:
     """File name → dashboard JSON, deterministic (sorted keys) so that `--check` can compare text."""
     encoder = JSONEncoder(sort_keys=True, indent=2)
-    return {name: encoder.encode(build().build()) + "\n" for name, build in DASHBOARDS.items()}
+    return {name: encoder.encode(numbered(build().build())) + "\n" for name, build in DASHBOARDS.items()}
 
 
 def stale_files(folder: Path) -> list[str]:
