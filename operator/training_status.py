@@ -144,7 +144,7 @@ def lifecycle_change(
     patch: dict[str, Any] = {}
     if new_conditions != conditions:
         patch["conditions"] = new_conditions
-    restarts = state.failed if state is not None else int(status.get("restarts") or 0)
+    restarts = _restarts(state) if state is not None else 0
     fields: dict[str, Any] = {
         "phase": verdict.phase.value,
         "message": verdict.message,
@@ -160,10 +160,15 @@ def lifecycle_change(
     return StatusChange(patch=patch, events=_events(previous, verdict, status, fields["restarts"]))
 
 
+def _restarts(job: JobState) -> int:
+    """Pod failures that were retried: every failure, except the last one of a job that failed for good."""
+    return max(job.failed - 1, 0) if job.failed_for_good else job.failed
+
+
 def _events(previous: Any, verdict: Verdict, status: Mapping[str, Any], restarts: int) -> list[EventSpec]:
     events: list[EventSpec] = []
     old_restarts = int(status.get("restarts") or 0)
-    if restarts > old_restarts and verdict.phase is not Phase.RESTARTING:
+    if restarts > old_restarts and verdict.phase not in (Phase.RESTARTING, Phase.FAILED):
         # A failure and its retry both happened between two looks: say so anyway.
         events.append(EventSpec("Warning", "PodFailed", f"a training pod failed and was retried (restart {restarts})"))
     if previous != verdict.phase.value:
