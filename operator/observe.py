@@ -85,8 +85,10 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | Non
 
 
 def _available_since(progressing: Mapping[str, Any] | None) -> datetime | None:
-    """When the rollout completed: the controller stamps Progressing=NewReplicaSetAvailable then and not again."""
+    """When the rollout completed: the controller updates Progressing=NewReplicaSetAvailable then and not again.
+
+    Not lastTransitionTime: Progressing stays True from the first rollout on, so that time is long past."""
     if progressing is None or progressing.get("reason") != NEW_REPLICA_SET_AVAILABLE:
         return None
-    stamp = progressing.get("lastUpdateTime") or progressing.get("lastTransitionTime")
+    stamp = progressing.get("lastUpdateTime")
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None

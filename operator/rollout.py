@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from modelyard.api.common import Condition
 from modelyard.api.conditions import set_condition
@@ -79,7 +79,7 @@ class AnalysisResult:
 
 @dataclass(frozen=True)
 class Event:
-    type: str  # Normal | Warning
+    type: Literal["Normal", "Warning"]
     reason: str
     message: str
 
@@ -217,21 +217,21 @@ def _judge(
     new.observed_generation = generation
     current = current_revision(new)
     if current is None:
-        _set_phase(new, ModelDeploymentPhase.PENDING, generation, now, "NoRevision", "no revision to run yet")
+        set_phase(new, ModelDeploymentPhase.PENDING, generation, now, "NoRevision", "no revision to run yet")
         return
     if current.outcome is not RevisionOutcome.PROGRESSING:
         _steady(new, current, observation, generation, now)
         return
     if observation.health is Health.PROGRESSING:
-        _set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, observation.reason, observation.message)
+        set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, observation.reason, observation.message)
         return
     if observation.health is Health.COMPLETE and spec.rollout.analysis is not None:
         if analysis is None:
             decision.needs_analysis = True
-            _set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, "AnalysisRunning", "judging figures")
+            set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, "AnalysisRunning", "judging figures")
             return
         if analysis.verdict is Verdict.PENDING:
-            _set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, analysis.reason, analysis.message)
+            set_phase(new, ModelDeploymentPhase.PROGRESSING, generation, now, analysis.reason, analysis.message)
             return
         if analysis.verdict is Verdict.FAILED:
             _fail(decision, spec, current, analysis.reason, analysis.message, generation, now)
@@ -280,7 +280,7 @@ def _fail(
     if not spec.rollback.automatic or stable is None or stable.revision == current.revision:
         why = "automatic rollback is off" if not spec.rollback.automatic else "no stable revision to restore"
         decision.events.append(Event("Warning", reason, f"revision {current.revision} failed ({why}): {message}"))
-        _set_phase(status, ModelDeploymentPhase.FAILED, generation, now, reason, f"{message}; {why}")
+        set_phase(status, ModelDeploymentPhase.FAILED, generation, now, reason, f"{message}; {why}")
         return
     text = f"revision {current.revision} failed ({message}); restored revision {stable.revision} ({stable.model_tag})"
     status.last_rollback = RollbackRecord(
@@ -291,7 +291,7 @@ def _fail(
     decision.rollback_reason = reason
     decision.events.append(Event("Warning", "RolledBack", text))
     # The stable template is applied next; until it is available the pods still serve what they can.
-    _set_phase(status, ModelDeploymentPhase.ROLLED_BACK, generation, now, reason, text)
+    set_phase(status, ModelDeploymentPhase.ROLLED_BACK, generation, now, reason, text)
 
 
 def _steady(
@@ -300,24 +300,24 @@ def _steady(
     """A revision that is not rolling out: Ready, RolledBack (serving an older one), Degraded, or Failed."""
     if current.outcome is RevisionOutcome.FAILED:
         reason = (current.message or "RolloutFailed").split(":", 1)[0]
-        _set_phase(status, ModelDeploymentPhase.FAILED, generation, now, reason, current.message or "")
+        set_phase(status, ModelDeploymentPhase.FAILED, generation, now, reason, current.message or "")
         return
     if observation.health is Health.FAILED or (observation.replicas > 0 and observation.ready_replicas == 0):
         if observation.health is Health.COMPLETE:
             reason, message = "NoReadyReplicas", "no replica is ready"
         else:
             reason, message = observation.reason, observation.message
-        _set_phase(status, ModelDeploymentPhase.DEGRADED, generation, now, reason, message)
+        set_phase(status, ModelDeploymentPhase.DEGRADED, generation, now, reason, message)
         return
     newest = status.revisions[-1]
     if newest.revision != current.revision and status.last_rollback is not None:
         record = status.last_rollback
-        _set_phase(status, ModelDeploymentPhase.ROLLED_BACK, generation, now, record.reason, record.message)
+        set_phase(status, ModelDeploymentPhase.ROLLED_BACK, generation, now, record.reason, record.message)
         return
-    _set_phase(status, ModelDeploymentPhase.READY, generation, now, observation.reason, observation.message)
+    set_phase(status, ModelDeploymentPhase.READY, generation, now, observation.reason, observation.message)
 
 
-def _set_phase(
+def set_phase(
     status: ModelDeploymentStatus,
     phase: ModelDeploymentPhase,
     generation: int | None,
@@ -327,7 +327,8 @@ def _set_phase(
 ) -> None:
     """The phase and the four conditions, always set together so they never contradict each other.
 
-    A condition that is False gives the phase as its reason (Progressing=False because Ready, for instance).
+    A condition that is False gives the phase as its reason (Progressing=False because Ready, for instance), except
+    Progressing while Pending, which says what the deployment waits for.
     """
     status.phase = phase
     serving = status.ready_replicas > 0 and phase not in (ModelDeploymentPhase.DEGRADED, ModelDeploymentPhase.FAILED)
@@ -341,12 +342,15 @@ def _set_phase(
     ]
     conditions: list[dict[str, Any]] = [c.to_wire() for c in status.conditions]
     for type_, flag, why, text in wanted:
+        # Ready always explains itself; so does Progressing while waiting to start (Pending says what for).
+        waiting = type_ is types.PROGRESSING and phase is ModelDeploymentPhase.PENDING
+        explained = flag or type_ is types.READY or waiting
         conditions, _ = set_condition(
             conditions,
             type_.value,
             flag,
-            why if flag or type_ is types.READY else phase.value,
-            text if flag or type_ is types.READY else "",
+            why if explained else phase.value,
+            text if explained else "",
             observed_generation=generation,
             now=now,
         )

@@ -1,5 +1,5 @@
 """kopf handlers, one module per kind. Importing this package registers them all with kopf."""
 
-from modelyard.operator.handlers import training
+from modelyard.operator.handlers import serving, training
 
-__all__ = ["training"]
+__all__ = ["serving", "training"]
