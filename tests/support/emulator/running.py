@@ -57,7 +57,10 @@ async def _serve(
         started.set_result(RunningEmulator(emulator, url, kubeconfig_path, asyncio.get_running_loop()))
         await stop.wait()
         emulator.stopping = True  # open watches end within their poll interval, so the server closes at once
-        await asyncio.sleep(0.6)
+        for _ in range(40):
+            if not any(emulator.open_watches.values()):
+                break
+            await asyncio.sleep(0.05)
 
 
 @contextmanager
