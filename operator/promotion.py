@@ -68,15 +68,13 @@ def decide(
     if promotion.must_beat_current and current_tag != candidate_tag:
         current = metric_value(current_metrics, metric)
         if current is None:
-            return Decision(
-                False,
-                REJECTED,
-                f"{figures}); mustBeatCurrent, but the current model {current_tag} has no recorded {metric.value} "
-                "(no TrainingJob in its lineage reports one)",
-            )
-        if not _better(value, current, metric, strictly=True):
+            # A model deployed by hand has no TrainingJob reporting its figures: the threshold alone decides, and
+            # the message says so (otherwise such a deployment could never be promoted to automatically).
+            figures += f"; the current model {current_tag} has no recorded {metric.value}, so the threshold decides"
+        elif not _better(value, current, metric, strictly=True):
             return Decision(False, REJECTED, f"{figures}) does not beat the current model {current_tag}: {current:.4f}")
-        figures += f", current model {current_tag}: {current:.4f}"
+        else:
+            figures += f", current model {current_tag}: {current:.4f}"
     return Decision(
         True, PROMOTED, f"{candidate_tag} promoted to ModelDeployment {promotion.model_deployment}: {figures})"
     )

@@ -55,10 +55,12 @@ def test_must_beat_current_compares_with_the_serving_model(current: dict[str, fl
     assert "m:old" in decision.message
 
 
-def test_must_beat_current_without_known_figures_is_rejected() -> None:
-    decision = promotion.decide(spec(mustBeatCurrent=True), {"bestValAccuracy": 0.99}, None, "m:manual", "m:new")
-    assert not decision.promote
-    assert "no recorded valAccuracy" in decision.message
+def test_must_beat_current_without_known_figures_lets_the_threshold_decide() -> None:
+    decision = promotion.decide(spec(mustBeatCurrent=True), {"bestValAccuracy": 0.95}, None, "m:manual", "m:new")
+    assert decision.promote
+    assert "m:manual has no recorded valAccuracy, so the threshold decides" in decision.message
+    below = promotion.decide(spec(mustBeatCurrent=True), {"bestValAccuracy": 0.85}, None, "m:manual", "m:new")
+    assert not below.promote
 
 
 def test_lineage_prefers_the_promotion_annotation_then_the_spec_then_revisions() -> None:
