@@ -125,6 +125,18 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 - apiGroups: ["modelyard.dev"]
   resources: ["modeldeployments/status"]
   verbs: ["get", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 
 {{/* The trainer's rules from operator/rbac.py's trainer_policy_rules(). */}}
