@@ -190,7 +190,7 @@ def sync_status(
 
         if first is not None:
             take(first(status))
-        if tj is None or problems or training_status.failed_for_invalid_spec(status):
+        if tj is None or problems:  # the reconcile handler reports these (Failed, InvalidSpec)
             _write(context, body, combined, status)
             return
         job_name = naming.job_name(name)
