@@ -2,8 +2,10 @@
 
 Label conventions the queries rely on (the chart's PodMonitors produce them in a cluster):
 - trainer metrics carry `namespace` and `trainingjob` themselves;
-- Bento service targets get `namespace` and `modeldeployment` from the pod (relabelled), so BentoML's own metrics can be
-  filtered per ModelDeployment; the model tag comes from joining on `instance` with `modelyard_model_info`;
+- Bento service targets get `namespace` and, from the pod's labels, `modelyard_dev_model_deployment` and
+  `modelyard_dev_revision` (the chart's PodMonitor podTargetLabels; the operator's rollout analysis reads the same), so
+  BentoML's own metrics can be filtered per ModelDeployment; the model tag comes from joining on `instance` with
+  `modelyard_model_info`;
 - operator metrics carry their own `namespace`/`modeldeployment` labels (scraped with honorLabels).
 """
 
@@ -20,7 +22,7 @@ from grafana_foundation_sdk.models import dashboard as gm
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"
 TRAINING = 'namespace=~"$namespace", trainingjob=~"$trainingjob"'
-SERVING = 'namespace=~"$namespace", modeldeployment=~"$modeldeployment"'
+SERVING = 'namespace=~"$namespace", modelyard_dev_model_deployment=~"$modeldeployment"'
 # BentoML also counts probe and metrics requests; the contract's inference endpoints are /predict and /predict_base64.
 REQUESTS = f'{SERVING}, endpoint=~"/predict.*"'
 # Attach each Bento pod's model tag to its series (one modelyard_model_info per pod) and keep the chosen tags.

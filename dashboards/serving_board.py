@@ -36,7 +36,7 @@ def serving() -> gd.Dashboard:
             variable(
                 "modeldeployment",
                 "ModelDeployment",
-                'label_values(modelyard_model_info{namespace=~"$namespace"}, modeldeployment)',
+                'label_values(modelyard_model_info{namespace=~"$namespace"}, modelyard_dev_model_deployment)',
             ),
             variable("model_tag", "Model tag", f"label_values(modelyard_model_info{{{SERVING}}}, model_tag)"),
         ],
@@ -71,7 +71,7 @@ def serving() -> gd.Dashboard:
                 "reqps",
                 [
                     (
-                        f"sum by (reason) (rate(modelyard_rejected_inputs_total{{{SERVING}}}[{RATE}])){ZERO_IF_NONE}",
+                        f"sum by (reason) (rate(modelyard_rejected_inputs_total{{{SERVING}}}[{RATE}]))",
                         "{{reason}}",
                     )
                 ],

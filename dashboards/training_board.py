@@ -66,28 +66,18 @@ def training() -> gd.Dashboard:
         )
         .with_panel(
             single(
-                "Process restarts",
-                "Trainer process restarts inside their pods over the time range (the crash-and-resume count).",
+                "Resumes",
+                "Times training went back to a checkpoint over the time range (a restarted or replaced trainer "
+                "resumes there, so its step count drops): the TrainingJob's restarts, seen from its metrics.",
                 "none",
                 [
                     (
-                        f"sum by (trainingjob) (changes(process_start_time_seconds{quantity}[$__range]))",
+                        "sum by (trainingjob) "
+                        f"(resets(max by (namespace, trainingjob) (modelyard_training_step{quantity})[$__range:]))",
                         "{{trainingjob}}",
                     )
                 ],
-            )
-        )
-        .with_panel(
-            single(
-                "Pods seen",
-                "Trainer pods seen over the time range: more than resources.numNodes means pods were replaced.",
-                "none",
-                [
-                    (
-                        f"count by (trainingjob) (count_over_time(process_start_time_seconds{quantity}[$__range]))",
-                        "{{trainingjob}}",
-                    )
-                ],
+                width=8,
             )
         )
         .with_panel(

@@ -24,13 +24,8 @@ HISTOGRAMS = {
     "modelyard_operator_reconcile_duration_seconds",
     "bentoml_service_request_duration_seconds",
 }
-# BentoML's own (checked against its source: bentoml/_internal/server/http/instruments.py) and prometheus_client's
-# process collector, whose start time counts trainer restarts.
-OTHER_METRICS = {
-    "bentoml_service_request_total",
-    "bentoml_service_request_duration_seconds",
-    "process_start_time_seconds",
-}
+# BentoML's own (checked against its source: bentoml/_internal/server/http/instruments.py).
+OTHER_METRICS = {"bentoml_service_request_total", "bentoml_service_request_duration_seconds"}
 KNOWN_METRICS = (
     CONTRACT_METRICS
     | OTHER_METRICS
@@ -43,8 +38,8 @@ GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
 
 
 def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (ours, BentoML's, the process collector's, `up`)."""
-    names = set(re.findall(r"\b((?:modelyard|bentoml|process)_[a-z0-9_]+)", expr))
+    """Metric names a PromQL expression reads (ours, BentoML's, `up`); labels named modelyard_dev_* are not."""
+    names = set(re.findall(r"\b((?:modelyard|bentoml)_(?!dev_)[a-z0-9_]+)", expr))
     return names | ({"up"} if re.search(r"\bup\{", expr) else set())
 
 
