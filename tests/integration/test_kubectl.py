@@ -1,0 +1,117 @@
+"""The real kubectl against the emulator (issue 2, gap 7 and "Done when"): apply, get with printer columns,
+-o yaml, delete, and the imperative creates that send protobuf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+
+from tests.conftest import REPO, KubernetesApi
+from tests.support.clients import CustomObjects
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _kubectl_binary() -> str | None:
+    bundled = REPO / ".bin" / "kubectl"  # where CI puts the kubectl it installs
+    return str(bundled) if bundled.is_file() else shutil.which("kubectl")
+
+
+KUBECTL = _kubectl_binary()
+if KUBECTL is None:
+    pytest.skip("kubectl is not installed (.ci/run installs it into .bin/)", allow_module_level=True)
+
+
+def kubectl(api: KubernetesApi, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    assert KUBECTL is not None
+    env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(api.kubeconfig.parent)}
+    result = subprocess.run(
+        [KUBECTL, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if check:
+        assert result.returncode == 0, f"kubectl {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _example_names(kind: str) -> list[str]:
+    names = []
+    for path in sorted((REPO / "manifests" / "examples").glob("*.yaml")):
+        names += [
+            doc["metadata"]["name"] for doc in yaml.safe_load_all(path.read_text()) if doc and doc["kind"] == kind
+        ]
+    return sorted(names)
+
+
+def test_apply_crds_and_examples_then_get_shows_the_printer_columns(k8s_api: KubernetesApi) -> None:
+    applied = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/crds/", "-f", "manifests/examples/")
+    assert "trainingjob.modelyard.dev/" in applied.stdout
+    assert "modeldeployment.modelyard.dev/" in applied.stdout
+    jobs = CustomObjects(k8s_api.client, "trainingjobs")
+    assert sorted(job["metadata"]["name"] for job in jobs.list("default")) == _example_names("TrainingJob")
+
+    first = _example_names("TrainingJob")[0]
+    jobs.patch_status("default", first, {"status": {"phase": "Running", "progress": {"epoch": 2, "totalEpochs": 8}}})
+    listing = kubectl(k8s_api, "get", "tj,md").stdout
+    header = listing.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "EPOCH", "OF", "PROGRESS", "VAL-ACC", "RESTARTS", "MODEL", "AGE"]
+    row = next(line.split() for line in listing.splitlines() if line.startswith(f"trainingjob.modelyard.dev/{first} "))
+    assert row[1:4] == ["Running", "2", "8"]
+    md_header = next(line for line in listing.splitlines()[1:] if line.startswith("NAME"))
+    assert md_header.split()[:3] == ["NAME", "PHASE", "READY"]
+    assert all(f"modeldeployment.modelyard.dev/{name}" in listing for name in _example_names("ModelDeployment"))
+
+    again = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/examples/")
+    assert "unchanged" in again.stdout
+
+
+def test_apply_on_a_fresh_cluster_creates_the_crds_first(k8s_api: KubernetesApi) -> None:
+    extensions = kubernetes.client.ApiextensionsV1Api(k8s_api.client)
+    for crd in extensions.list_custom_resource_definition().items:
+        extensions.delete_custom_resource_definition(crd.metadata.name)
+    created = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/crds/")
+    assert created.stdout.count("created") == 2
+    kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/examples/")
+    assert kubectl(k8s_api, "get", "tj", "-o", "name").stdout.split() == [
+        f"trainingjob.modelyard.dev/{name}" for name in _example_names("TrainingJob")
+    ]
+
+
+def test_get_yaml_and_delete(k8s_api: KubernetesApi) -> None:
+    kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/examples/trainingjob-single-gpu.yaml")
+    name = yaml.safe_load((REPO / "manifests/examples/trainingjob-single-gpu.yaml").read_text())["metadata"]["name"]
+    shown = yaml.safe_load(kubectl(k8s_api, "get", "tj", name, "-o", "yaml").stdout)
+    assert shown["kind"] == "TrainingJob"
+    assert (
+        shown["metadata"]["uid"]
+        == CustomObjects(k8s_api.client, "trainingjobs").get("default", name)["metadata"]["uid"]
+    )
+    assert shown["spec"]["training"]["batchSize"] > 0  # filled by the schema's defaults when not in the file
+    kubectl(k8s_api, "delete", "tj", name)
+    assert "No resources found" in kubectl(k8s_api, "get", "tj").stderr
+
+
+def test_invalid_resource_is_refused_naming_the_field(k8s_api: KubernetesApi, tmp_path: Path) -> None:
+    bad = yaml.safe_load((REPO / "manifests/examples/trainingjob-single-gpu.yaml").read_text())
+    bad["spec"].setdefault("training", {})["epochs"] = -1
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    refused = kubectl(k8s_api, "apply", "--validate=false", "-f", str(tmp_path / "bad.yaml"), check=False)
+    assert refused.returncode == 1
+    assert "spec.training.epochs: Invalid value: -1" in refused.stderr
+
+
+def test_imperative_creates_sent_as_protobuf(k8s_api: KubernetesApi) -> None:
+    kubectl(k8s_api, "create", "namespace", "team-a")
+    kubectl(k8s_api, "create", "configmap", "settings", "-n", "team-a", "--from-literal=epochs=3")
+    kubectl(k8s_api, "create", "secret", "generic", "token", "-n", "team-a", "--from-literal=key=s3cret")
+    core = kubernetes.client.CoreV1Api(k8s_api.client)
+    assert core.read_namespace("team-a").status.phase == "Active"
+    assert core.read_namespaced_config_map("settings", "team-a").data == {"epochs": "3"}
+    assert core.read_namespaced_secret("token", "team-a").data == {"key": "czNjcmV0"}
+    kubectl(k8s_api, "delete", "namespace", "team-a")
+    assert "team-a" not in kubectl(k8s_api, "get", "ns", "-o", "name").stdout
