@@ -93,9 +93,10 @@ class Harness:
         self.settings = Settings(trainer_image=IMAGE)
 
     def operator(
-        self, *, peering: bool = False, env: dict[str, str] | None = None
+        self, *, peering: bool = False, clusterwide: bool = False, env: dict[str, str] | None = None
     ) -> AbstractContextManager[OperatorProcess]:
-        command = [sys.executable, "-m", "modelyard.cli", "operator", "-n", NAMESPACE]
+        scope = ["--all-namespaces"] if clusterwide else ["--namespace", NAMESPACE]
+        command = [sys.executable, "-m", "modelyard.cli", "operator", *scope]
         command.append("--peering" if peering else "--standalone")
         environment = {
             "MODELYARD_TRAINER_IMAGE": IMAGE,
@@ -264,7 +265,7 @@ def test_single_node_job_follows_the_cluster_from_creation_to_success(harness: H
 
 
 def test_a_job_that_fails_for_good_says_why(harness: Harness) -> None:
-    with harness.operator():
+    with harness.operator(clusterwide=True):
         harness.create("flowers")
         harness.wait_job("flowers")
         harness.cluster.job_running(NAMESPACE, "flowers")
