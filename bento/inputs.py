@@ -11,11 +11,8 @@ import base64
 import binascii
 import enum
 import io
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +62,8 @@ class RejectReason(enum.StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_A_FILE = "not_a_file"
+    MALFORMED_REQUEST = "malformed_request"
+    # Not the input's fault, so not counted as a rejected input; named here so clients see one set of error types.
     NOT_READY = "not_ready"
 
 
@@ -77,35 +76,15 @@ class RejectedInputError(ValueError):
         self.message = message
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} must be at least 1")
-    return value
-
-
 @dataclass(frozen=True)
 class InputLimits:
-    """Bounds on what one request may make the service decode. Decoding a 16-megapixel image takes about 0.2 s on
-    one CPU core; the defaults keep a request's worst case around a second while accepting any photograph."""
+    """Bounds on what one request may make the service decode (settings.py reads them from the environment).
+    Decoding a 16-megapixel image takes about 0.2 s on one CPU core: the defaults accept any photograph."""
 
     max_image_bytes: int = 16 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     max_images_per_request: int = 16
     max_request_bytes: int = 32 * 1024 * 1024
-
-    ENV: ClassVar[dict[str, str]] = {
-        "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
-        "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
-        "max_images_per_request": "MODELYARD_MAX_IMAGES_PER_REQUEST",
-        "max_request_bytes": "MODELYARD_MAX_REQUEST_BYTES",
-    }
 
     def __post_init__(self) -> None:
         for field in ("max_image_bytes", "max_image_pixels", "max_images_per_request", "max_request_bytes"):
@@ -114,14 +93,6 @@ class InputLimits:
         # Beyond twice its own MAX_IMAGE_PIXELS Pillow refuses to open a file at all, whatever we allow.
         if Image.MAX_IMAGE_PIXELS is not None and self.max_image_pixels > 2 * Image.MAX_IMAGE_PIXELS:
             raise ValueError(f"max_image_pixels cannot exceed {2 * Image.MAX_IMAGE_PIXELS} (Pillow's hard limit)")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> InputLimits:
-        """Limits from MODELYARD_MAX_IMAGE_BYTES, _MAX_IMAGE_PIXELS, _MAX_IMAGES_PER_REQUEST, _MAX_REQUEST_BYTES."""
-        source = os.environ if env is None else env
-        defaults = cls()
-        values = {field: _positive_int(source, name, getattr(defaults, field)) for field, name in cls.ENV.items()}
-        return cls(**values)
 
 
 @dataclass(frozen=True)

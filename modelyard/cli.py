@@ -86,6 +86,42 @@ def data(
     raise typer.Exit(data_command(name, out, size=size, held_out_fraction=held_out_fraction, seed=seed))
 
 
+@app.command()
+def serve(
+    model_tag: Annotated[
+        str, typer.Option(envvar="MODELYARD_MODEL_TAG", help="Model to serve from the store: name:version.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    store: Annotated[
+        Path | None, typer.Option(envvar="BENTOML_HOME", help="BentoML home holding the model store.")
+    ] = None,
+) -> None:
+    """Serve a stored model with the Bento service: POST /predict and /predict_base64; /readyz, /livez, /metrics."""
+    from modelyard.bento.process import exec_service
+
+    exec_service(host, port, {"MODELYARD_MODEL_TAG": model_tag, **({"BENTOML_HOME": str(store)} if store else {})})
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Working folder: dataset, checkpoints, model store, logs.")] = Path(
+        "quickstart-out"
+    ),
+    dataset: Annotated[str, typer.Option(help="Bundled dataset: digits or mnist.")] = "digits",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 3,
+    min_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fail below this accuracy.")] = 0.8,
+) -> None:
+    """Train on a bundled dataset, serve the model with BentoML on 127.0.0.1, classify held-out images over HTTP."""
+    from modelyard.bento.quickstart import QuickstartError, run_quickstart
+
+    try:
+        run_quickstart(out, dataset=dataset, epochs=epochs, min_accuracy=min_accuracy, echo=typer.echo)
+    except QuickstartError as error:
+        typer.echo(f"quickstart failed: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("operator")
 def operator_command(
     namespace: Annotated[

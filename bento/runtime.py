@@ -1,0 +1,208 @@
+"""The model behind the service: loaded from the BentoML store with the trainer's own code, warmed up on a known
+input, then asked for top-k classes of decoded images. Readiness is a small state that says why it is not ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, decode_image
+from modelyard.bento.settings import Device
+from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
+from modelyard.training.transforms import eval_transform
+
+logger = logging.getLogger("bentoml.modelyard")  # under "bentoml": BentoML configures only its own loggers
+
+# Key of modelyard.json naming the model's known input: {"file": "<name in the model folder>", "className": "..."}.
+WARMUP_KEY = "warmup"
+# Waits between attempts to find a model that is not in the store yet (the volume may be filled after the pod starts).
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ClassScore(BaseModel):
+    class_name: str = Field(description="Name of the class (the dataset's folder name).")
+    class_index: int = Field(ge=0, description="Index of the class in the model's output.")
+    probability: float = Field(ge=0.0, le=1.0, description="Softmax probability.")
+
+
+class ImagePrediction(BaseModel):
+    """The answer for one image: its most likely classes, most likely first."""
+
+    model_tag: str = Field(description="The BentoML model (name:version) that answered.")
+    top: list[ClassScore] = Field(description="The top-k classes, most likely first.")
+
+
+def resolve_device(device: Device) -> torch.device:
+    if device is Device.CUDA and not torch.cuda.is_available():
+        raise RuntimeError("MODELYARD_DEVICE=cuda but no CUDA device is available")
+    if device is Device.CPU or (device is Device.AUTO and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+class Classifier:
+    """A stored model with its evaluation transform: RGB images in, top-k classes out."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
+        self.module = loaded.module
+        self.info = loaded.info
+        self.device = device
+        self.tag = loaded.info.tag
+        self.transform = eval_transform(loaded.info.image_size, loaded.info.normalization)
+
+    def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
+        """Softmax over classes, one row per image, on the CPU."""
+        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
+        with torch.inference_mode():
+            logits = self.module(batch)
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+    def predict(self, images: Sequence[RgbImage], top_k: int) -> list[ImagePrediction]:
+        probabilities = self.probabilities(images)
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+        names = self.info.class_names
+        return [
+            ImagePrediction(
+                model_tag=self.tag,
+                top=[
+                    ClassScore(class_name=names[index], class_index=index, probability=value)
+                    for value, index in zip(row_values.tolist(), row_indices.tolist(), strict=True)
+                ],
+            )
+            for row_values, row_indices in zip(values, indices, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class WarmupSample:
+    """An image stored with the model and the class the model must give it."""
+
+    pixels: RgbImage
+    class_name: str
+    source: str
+
+
+def read_warmup_sample(folder: Path, limits: InputLimits) -> WarmupSample | None:
+    """The known input named in the model's modelyard.json, or None when the model carries none."""
+    info = json.loads((folder / INFO_FILE).read_text())
+    entry = info.get(WARMUP_KEY)
+    if not entry:
+        return None
+    path = folder / str(entry["file"])
+    try:
+        decoded = decode_image(path.read_bytes(), limits)
+    except (OSError, RejectedInputError) as error:
+        raise ValueError(f"the model's warm-up image {path.name} is unusable: {error}") from error
+    return WarmupSample(pixels=decoded.pixels, class_name=str(entry["className"]), source=path.name)
+
+
+def warm_up(classifier: Classifier, sample: WarmupSample | None) -> str:
+    """Run the whole prediction path once and check the answer; returns what was checked, raises if it was wrong.
+
+    With a known input the model must give its class. A model saved without one is still run twice on a fixed grey
+    image: the answers must be finite probabilities and identical (eval mode, no dropout).
+    """
+    if sample is not None:
+        [prediction] = classifier.predict([sample.pixels], top_k=1)
+        got = prediction.top[0].class_name
+        if got != sample.class_name:
+            raise ValueError(
+                f"warm-up on {sample.source}: the model answered {got!r}, the expected class is {sample.class_name!r}"
+            )
+        return f"warm-up on {sample.source} gave the expected class {got!r}"
+    grey = np.full((classifier.info.image_size, classifier.info.image_size, 3), 128, dtype=np.uint8)
+    first, second = classifier.probabilities([grey]), classifier.probabilities([grey])
+    if not torch.isfinite(first).all() or abs(float(first.sum()) - 1.0) > 1e-3:
+        raise ValueError(f"warm-up: the model's output is not a probability distribution: {first.tolist()}")
+    if not torch.allclose(first, second, atol=1e-5):
+        raise ValueError("warm-up: two runs on the same input disagree (is the model in eval mode?)")
+    return "warm-up on a fixed grey image gave the same valid answer twice (the model stores no known input)"
+
+
+class Readiness:
+    """Thread-safe: is the service ready, and if not, why not. The loader writes it, probes and requests read it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = False
+        self._reason = "starting"
+
+    def set(self, ready: bool, reason: str) -> None:
+        with self._lock:
+            self._ready, self._reason = ready, reason
+
+    def get(self) -> tuple[bool, str]:
+        with self._lock:
+            return self._ready, self._reason
+
+
+class ModelLoader:
+    """Loads the model in a background thread (the HTTP server answers /livez and /readyz meanwhile), waiting for a
+    model that is not in the store yet, then warms it up. A model that fails to load or warm up stays not ready, with
+    the reason on /readyz: restarting the pod would not change the files."""
+
+    def __init__(
+        self,
+        tag: str,
+        device: Device,
+        limits: InputLimits,
+        readiness: Readiness,
+        on_ready: Callable[[Classifier], None],
+    ) -> None:
+        self.tag = tag
+        self.device = device
+        self.limits = limits
+        self.readiness = readiness
+        self.on_ready = on_ready
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelyard-model-loader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _load(self) -> tuple[LoadedModel, Path] | None:
+        import bentoml
+        from bentoml.exceptions import NotFound
+
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                stored = bentoml.models.get(self.tag)
+                return load_from_store(str(stored.tag), resolve_device(self.device)), Path(stored.path)
+            except NotFound:
+                wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                self.readiness.set(False, f"model {self.tag} is not in the model store yet; looking again in {wait}s")
+                attempt += 1
+                self._stop.wait(wait)
+        return None
+
+    def _run(self) -> None:
+        self.readiness.set(False, f"loading model {self.tag}")
+        try:
+            found = self._load()
+            if found is None:
+                return
+            loaded, folder = found
+            classifier = Classifier(loaded, resolve_device(self.device))
+            self.readiness.set(False, f"warming up model {classifier.tag}")
+            checked = warm_up(classifier, read_warmup_sample(folder, self.limits))
+        except Exception as error:  # whatever went wrong, /readyz must say it rather than the thread dying silently
+            logger.exception("model %s cannot serve", self.tag)
+            self.readiness.set(False, f"model {self.tag} cannot serve: {error}")
+            return
+        self.on_ready(classifier)
+        self.readiness.set(True, f"serving {classifier.tag} on {classifier.device}; {checked}")
+        logger.info("ready: serving %s on %s; %s", classifier.tag, classifier.device, checked)

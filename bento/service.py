@@ -1,0 +1,159 @@
+"""The BentoML prediction service: `bentoml serve modelyard.bento.service:ImageClassifier` (or `modelyard serve`).
+
+One class. The model is the one MODELYARD_MODEL_TAG names in the BentoML model store (BENTOML_HOME), loaded in the
+background so that /livez answers at once and /readyz turns 200 only after a warm-up prediction was right. Two
+batchable APIs share one adaptive-batching model call:
+
+- `POST /predict`: multipart/form-data, one or more files in the field `images`;
+- `POST /predict_base64`: JSON `{"images": ["<base64>", ...]}`.
+
+Each answers a list with one entry per image: the top-k classes with probabilities and the model tag. Images are
+decoded and checked while the request is parsed (pydantic validators), before batching, so one bad image gets its
+own request a 400 that names it and never fails the other requests of a batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+from pydantic import AfterValidator, BeforeValidator
+from pydantic_core import PydanticCustomError
+
+from modelyard.bento.inputs import (
+    DecodedImage,
+    RejectedInputError,
+    RejectReason,
+    check_size,
+    decode_base64,
+    decode_image,
+)
+from modelyard.bento.metrics import service_metrics
+from modelyard.bento.middleware import RequestGuard
+from modelyard.bento.runtime import Classifier, ImagePrediction, ModelLoader, Readiness
+from modelyard.bento.settings import Batching, ServiceSettings, limits_from_env
+
+# Read when the class is defined: BentoML sizes its batching dispatchers from the decorator.
+BATCHING = Batching.from_env()
+LIMITS = limits_from_env()
+FILE_FIELD = "images"
+READINESS = Readiness()
+
+
+def count_rejection(reason: RejectReason) -> None:
+    service_metrics(BATCHING.max_batch_size).reject(reason)
+
+
+def _refuse(error: RejectedInputError) -> PydanticCustomError:
+    """A rejection as the validation error BentoML turns into a 400; its `type` is the reason."""
+    count_rejection(error.reason)
+    return PydanticCustomError(error.reason.value, "{message}", {"message": error.message})
+
+
+def _image_count(value: Any) -> Any:
+    # Before the items are validated: a request with 10 000 images is refused without decoding one.
+    if isinstance(value, list):
+        if not value:
+            raise _refuse(RejectedInputError(RejectReason.NO_IMAGES, f"send at least one image in {FILE_FIELD!r}"))
+        if len(value) > LIMITS.max_images_per_request:
+            message = f"{len(value)} images in one request; the limit is {LIMITS.max_images_per_request}"
+            raise _refuse(RejectedInputError(RejectReason.TOO_MANY_IMAGES, message))
+    return value
+
+
+# BentoML 1.4 attaches the item validators of a str list twice (its annotation patching repeats them), so each
+# validator passes an already decoded image through.
+
+
+def _decode_upload(path: Path | DecodedImage) -> DecodedImage:
+    if isinstance(path, DecodedImage):
+        return path
+    try:
+        check_size(path.stat().st_size, LIMITS)
+        return decode_image(path.read_bytes(), LIMITS)
+    except RejectedInputError as error:
+        raise _refuse(error) from None
+
+
+def _decode_base64_image(text: str | DecodedImage) -> DecodedImage:
+    if isinstance(text, DecodedImage):
+        return text
+    try:
+        return decode_image(decode_base64(text, LIMITS), LIMITS)
+    except RejectedInputError as error:
+        raise _refuse(error) from None
+
+
+if TYPE_CHECKING:
+    UploadedImages = list[DecodedImage]
+    Base64Images = list[DecodedImage]
+else:
+    # What clients send (files; base64 strings), as BentoML documents it; what the API receives is DecodedImage.
+    UploadedImages = Annotated[list[Annotated[Path, AfterValidator(_decode_upload)]], BeforeValidator(_image_count)]
+    Base64Images = Annotated[list[Annotated[str, AfterValidator(_decode_base64_image)]], BeforeValidator(_image_count)]
+
+
+@bentoml.service(name="modelyard-classifier", traffic={"timeout": 120, "max_concurrency": 64}, workers=1)
+class ImageClassifier:
+    """Image classification with a model from the Modelyard trainer."""
+
+    def __init__(self) -> None:
+        self.settings = ServiceSettings.from_env()
+        self.metrics = service_metrics(BATCHING.max_batch_size)
+        self.classifier: Classifier | None = None
+        self.loader = ModelLoader(self.settings.model_tag, self.settings.device, LIMITS, READINESS, self._serve)
+        self.loader.start()
+
+    def _serve(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.metrics.serving(classifier.tag)
+
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]  # BentoML's decorators are untyped
+    def stop_loading(self) -> None:
+        self.loader.stop()
+
+    def __is_ready__(self) -> bool:
+        return READINESS.get()[0]
+
+    def _classify(self, images: list[DecodedImage]) -> list[ImagePrediction]:
+        classifier = self.classifier
+        if classifier is None:  # the middleware refuses requests first; this guards direct calls
+            raise ServiceUnavailable("the model is not ready")
+        predictions = classifier.predict([image.pixels for image in images], self.settings.top_k)
+        self.metrics.predicted(classifier.tag, (p.top[0].class_name for p in predictions), len(images))
+        return predictions
+
+    @bentoml.api(  # type: ignore[untyped-decorator]
+        route="/predict",
+        batchable=True,
+        max_batch_size=BATCHING.max_batch_size,
+        max_latency_ms=BATCHING.max_latency_ms,
+    )
+    def predict(self, images: UploadedImages) -> list[ImagePrediction]:
+        """Classify image files (PNG, JPEG, GIF, BMP, TIFF, WebP) sent as multipart/form-data in the field
+        `images`, one or more per request. Answers one entry per image, in order."""
+        return self._classify(images)
+
+    @bentoml.api(  # type: ignore[untyped-decorator]
+        route="/predict_base64",
+        batchable=True,
+        max_batch_size=BATCHING.max_batch_size,
+        max_latency_ms=BATCHING.max_latency_ms,
+    )
+    def predict_base64(self, images: Base64Images) -> list[ImagePrediction]:
+        """Classify base64-encoded image files sent as JSON `{"images": ["...", ...]}` (a `data:image/...;base64,`
+        prefix is allowed). Answers one entry per image, in order."""
+        return self._classify(images)
+
+
+# @bentoml.service turned the class into a bentoml.Service; mypy still sees the class.
+cast(Any, ImageClassifier).add_asgi_middleware(
+    RequestGuard,
+    routes={"/predict": "multipart/form-data", "/predict_base64": "application/json"},
+    file_field=FILE_FIELD,
+    limits=LIMITS,
+    readiness=READINESS,
+    count_rejection=count_rejection,
+)

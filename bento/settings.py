@@ -1,0 +1,104 @@
+"""The service's configuration: environment variables set by the ModelDeployment's pods (docs/contracts.md)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from modelyard.api.model_deployment import BatchingSpec
+from modelyard.bento.inputs import InputLimits
+
+MODEL_TAG_ENV = "MODELYARD_MODEL_TAG"
+DEVICE_ENV = "MODELYARD_DEVICE"
+MAX_BATCH_SIZE_ENV = "MODELYARD_MAX_BATCH_SIZE"
+MAX_LATENCY_MS_ENV = "MODELYARD_MAX_LATENCY_MS"
+TOP_K_ENV = "MODELYARD_TOP_K"
+LIMIT_ENVS = {
+    "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
+    "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
+    "max_images_per_request": "MODELYARD_MAX_IMAGES_PER_REQUEST",
+    "max_request_bytes": "MODELYARD_MAX_REQUEST_BYTES",
+}
+
+# The ModelDeployment's own defaults, so a pod without the variables batches exactly as an unconfigured resource.
+DEFAULT_MAX_BATCH_SIZE: int = BatchingSpec.model_fields["max_batch_size"].default
+DEFAULT_MAX_LATENCY_MS: int = BatchingSpec.model_fields["max_latency_ms"].default
+DEFAULT_TOP_K = 5
+
+
+class Device(enum.StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValueError(f"{name}={raw!r} must be {bound}")
+    return value
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Adaptive batching: BentoML needs these when the service class is defined, so they are read on import."""
+
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_latency_ms: int = DEFAULT_MAX_LATENCY_MS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Batching:
+        source = os.environ if env is None else env
+        # BentoML wants a batch of at least 2; the bounds are the ModelDeployment's.
+        return cls(
+            max_batch_size=_int(source, MAX_BATCH_SIZE_ENV, DEFAULT_MAX_BATCH_SIZE, minimum=2, maximum=4096),
+            max_latency_ms=_int(source, MAX_LATENCY_MS_ENV, DEFAULT_MAX_LATENCY_MS, minimum=10, maximum=600_000),
+        )
+
+
+def limits_from_env(env: Mapping[str, str] | None = None) -> InputLimits:
+    """Input limits from MODELYARD_MAX_IMAGE_BYTES, _MAX_IMAGE_PIXELS, _MAX_IMAGES_PER_REQUEST, _MAX_REQUEST_BYTES."""
+    source = os.environ if env is None else env
+    defaults = InputLimits()
+    values = {key: _int(source, name, getattr(defaults, key), minimum=1) for key, name in LIMIT_ENVS.items()}
+    return InputLimits(**values)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything the service reads from its environment; `from_env` says which variable is wrong, and why."""
+
+    model_tag: str
+    device: Device = Device.AUTO
+    top_k: int = DEFAULT_TOP_K
+    batching: Batching = field(default_factory=Batching)
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        source = os.environ if env is None else env
+        tag = source.get(MODEL_TAG_ENV, "").strip()
+        if not tag:
+            raise ValueError(f"{MODEL_TAG_ENV} is not set: it names the model to serve, as name:version")
+        raw_device = source.get(DEVICE_ENV, "").strip().lower() or Device.AUTO.value
+        try:
+            device = Device(raw_device)
+        except ValueError:
+            choices = ", ".join(member.value for member in Device)
+            raise ValueError(f"{DEVICE_ENV}={raw_device!r} must be one of {choices}") from None
+        return cls(
+            model_tag=tag,
+            device=device,
+            top_k=_int(source, TOP_K_ENV, DEFAULT_TOP_K, minimum=1),
+            batching=Batching.from_env(source),
+            limits=limits_from_env(source),
+        )
