@@ -426,3 +426,25 @@ def test_table_printing_uses_the_crd_printer_columns(k8s_api: KubernetesApi) -> 
     cells = dict(zip(columns, table["rows"][0]["cells"], strict=True))
     assert (cells["Name"], cells["Phase"], cells["Epoch"], cells["Of"]) == ("tj", "Running", 3, 10)
     assert cells["Age"].endswith("s")
+
+
+def test_delete_collection_by_label(k8s_api: KubernetesApi) -> None:
+    core = kubernetes.client.CoreV1Api(k8s_api.client)
+    for name, app in [("a", "x"), ("b", "y"), ("c", "x")]:
+        core.create_namespaced_config_map("default", _configmap(name, {"app": app}))
+    core.delete_collection_namespaced_config_map("default", label_selector="app=x")
+    assert [cm.metadata.name for cm in core.list_namespaced_config_map("default").items] == ["b"]
+
+
+def test_watch_on_one_named_object(k8s_api: KubernetesApi) -> None:
+    core = kubernetes.client.CoreV1Api(k8s_api.client)
+    listed = core.list_namespaced_config_map("default")
+    for name in ("mine", "other"):
+        core.create_namespaced_config_map("default", _configmap(name))
+    with _raw(k8s_api) as raw:
+        response = raw.get(
+            "/api/v1/namespaces/default/configmaps/mine",
+            params={"watch": "true", "resourceVersion": listed.metadata.resource_version, "timeoutSeconds": "1"},
+        )
+    events = [json.loads(line) for line in response.text.splitlines() if line]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "mine")]
