@@ -56,14 +56,17 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     kube = Kube.from_environment()
     memo[MEMO_KEY] = OperatorContext(settings=ours, kube=kube)
     serve(ours.metrics_port, ours.bind_address)
-    if not settings.peering.standalone:
-        namespaces = [] if settings.peering.clusterwide else list(ours.namespaces)
-        for peering in peering_objects(settings.peering.name, namespaces):
-            try:
-                apply(kube, peering, owner=None, component=naming.Component.TRAINER, mutable_paths=())
-            except ApiError as error:
-                # Without the CRD kopf itself refuses to start in peering mode; say why here too.
-                log.warning("could not create the peering object %s: %s", settings.peering.name, error)
+    namespaces = [] if settings.peering.clusterwide else list(ours.namespaces)
+    if settings.peering.standalone or not (settings.peering.clusterwide or namespaces):
+        # Standalone, or namespaced through `kopf run --namespace` without MODELYARD_NAMESPACES: nothing to create
+        # here (the chart creates the KopfPeering objects of the namespaces it watches).
+        return
+    for peering in peering_objects(settings.peering.name, namespaces):
+        try:
+            apply(kube, peering, owner=None, component=naming.Component.TRAINER, mutable_paths=())
+        except ApiError as error:
+            # Without the CRD kopf itself refuses to start in peering mode; say why here too.
+            log.warning("could not create the peering object %s: %s", settings.peering.name, error)
 
 
 def run(settings: Settings, *, verbose: bool = False) -> None:

@@ -83,7 +83,7 @@ def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=naming.managed_selector(naming.Component.TRAINER))
-def training_job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def batch_job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body.metadata.labels.get(naming.LABEL_TRAINING_JOB)
     if owner and body.metadata.namespace:
         sync_status(from_memo(memo), body.metadata.namespace, owner)
