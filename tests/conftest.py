@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import kubernetes
 import pytest
 import yaml
@@ -31,6 +32,10 @@ class KubernetesApi:
     @property
     def emulator(self) -> Emulator:
         return self.running.emulator
+
+    def http(self) -> httpx.Client:
+        """A plain HTTP client on the emulator, for requests the kubernetes client cannot make (content types)."""
+        return httpx.Client(base_url=self.url, timeout=10)
 
 
 def install_crds(api_client: kubernetes.client.ApiClient, directory: Path = CRD_DIR) -> list[str]:

@@ -7,14 +7,15 @@ import json
 import time
 from typing import Any
 
-import httpx
 import kubernetes
 import pytest
 
 from tests.conftest import KubernetesApi
-from tests.support.clients import CustomObjects
+from tests.support.clients import CustomObjects, configmap, minimal_training_job
 
 pytestmark = pytest.mark.integration
+
+TRAINING_JOB = minimal_training_job(labels={"team": "vision"})
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -43,30 +44,11 @@ WIDGET_CRD: dict[str, Any] = {
         ],
     },
 }
-TRAINING_JOB: dict[str, Any] = {
-    "apiVersion": "modelyard.dev/v1alpha1",
-    "kind": "TrainingJob",
-    "metadata": {"name": "tj", "labels": {"team": "vision"}},
-    "spec": {"data": {"path": "/data/flowers"}, "output": {"modelName": "flowers"}},
-}
-
-
-def _raw(api: KubernetesApi) -> httpx.Client:
-    return httpx.Client(base_url=api.url, timeout=10)
-
-
-def _configmap(name: str, labels: dict[str, str] | None = None, data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": labels or {}},
-        "data": data or {},
-    }
 
 
 def test_gap1_a_crd_created_through_the_api_becomes_discoverable_and_goes_with_it(k8s_api: KubernetesApi) -> None:
     extensions = kubernetes.client.ApiextensionsV1Api(k8s_api.client)
-    with _raw(k8s_api) as raw:
+    with k8s_api.http() as raw:
         assert raw.get("/apis/example.com/v1").status_code == 404
         extensions.create_custom_resource_definition(WIDGET_CRD)
         listed = raw.get("/apis/example.com/v1").json()
@@ -117,9 +99,9 @@ def test_generate_name(k8s_api: KubernetesApi) -> None:
 
 def test_gap3_watch_sends_only_later_events_from_a_resource_version(k8s_api: KubernetesApi) -> None:
     core = kubernetes.client.CoreV1Api(k8s_api.client)
-    core.create_namespaced_config_map("default", _configmap("before"))
+    core.create_namespaced_config_map("default", configmap("before"))
     listed = core.list_namespaced_config_map("default")
-    core.create_namespaced_config_map("default", _configmap("after"))
+    core.create_namespaced_config_map("default", configmap("after"))
     core.patch_namespaced_config_map("after", "default", {"data": {"k": "v"}})
     core.delete_namespaced_config_map("after", "default")
 
@@ -135,7 +117,7 @@ def test_gap3_watch_sends_only_later_events_from_a_resource_version(k8s_api: Kub
 
 def test_watch_without_resource_version_starts_with_the_current_objects(k8s_api: KubernetesApi) -> None:
     core = kubernetes.client.CoreV1Api(k8s_api.client)
-    core.create_namespaced_config_map("default", _configmap("one"))
+    core.create_namespaced_config_map("default", configmap("one"))
     stream = kubernetes.watch.Watch().stream(core.list_namespaced_config_map, "default", timeout_seconds=1)
     # The client passes the resourceVersion of its last event on reconnects; the first request has none.
     assert [(event["type"], event["object"].metadata.name) for event in stream] == [("ADDED", "one")]
@@ -144,7 +126,7 @@ def test_watch_without_resource_version_starts_with_the_current_objects(k8s_api:
 def test_watch_from_a_compacted_resource_version_is_410_gone(k8s_api: KubernetesApi) -> None:
     store = k8s_api.emulator.api.store
     store.compacted = store.revision  # as if the log had been trimmed
-    with _raw(k8s_api) as raw:
+    with k8s_api.http() as raw:
         response = raw.get("/api/v1/namespaces/default/configmaps", params={"watch": "true", "resourceVersion": "2"})
     event = json.loads(response.text.splitlines()[0])
     assert event["type"] == "ERROR"
@@ -154,7 +136,7 @@ def test_watch_from_a_compacted_resource_version_is_410_gone(k8s_api: Kubernetes
 def test_watch_with_a_label_selector_sees_objects_enter_and_leave_it(k8s_api: KubernetesApi) -> None:
     core = kubernetes.client.CoreV1Api(k8s_api.client)
     listed = core.list_namespaced_config_map("default")
-    core.create_namespaced_config_map("default", _configmap("cm", {"app": "a"}))
+    core.create_namespaced_config_map("default", configmap("cm", {"app": "a"}))
     core.patch_namespaced_config_map("cm", "default", {"metadata": {"labels": {"app": "b"}}})
     core.patch_namespaced_config_map("cm", "default", {"metadata": {"labels": {"app": "a"}}})
     stream = kubernetes.watch.Watch().stream(
@@ -170,9 +152,9 @@ def test_gap4_namespaces_are_served(k8s_api: KubernetesApi) -> None:
     assert {"default", "kube-system"} <= names
     core.create_namespace({"metadata": {"name": "team-a"}})
     assert core.read_namespace("team-a").status.phase == "Active"
-    core.create_namespaced_config_map("team-a", _configmap("cm"))
+    core.create_namespaced_config_map("team-a", configmap("cm"))
     with pytest.raises(kubernetes.client.ApiException) as missing:
-        core.create_namespaced_config_map("team-b", _configmap("cm"))
+        core.create_namespaced_config_map("team-b", configmap("cm"))
     assert missing.value.status == 404
     core.delete_namespace("team-a")
     assert core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=team-a").items == []
@@ -201,7 +183,7 @@ def test_gap6_put_replaces_and_a_stale_resource_version_is_409(k8s_api: Kubernet
 
 
 def test_404_is_a_status_body(k8s_api: KubernetesApi) -> None:
-    with _raw(k8s_api) as raw:
+    with k8s_api.http() as raw:
         response = raw.get("/apis/modelyard.dev/v1alpha1/namespaces/default/trainingjobs/nope")
     assert response.status_code == 404
     assert response.json() | {"details": None} == {
@@ -213,7 +195,7 @@ def test_404_is_a_status_body(k8s_api: KubernetesApi) -> None:
 def test_gap6_server_side_apply_creates_then_merges(k8s_api: KubernetesApi) -> None:
     path = "/apis/modelyard.dev/v1alpha1/namespaces/default/trainingjobs/tj"
     headers = {"Content-Type": "application/apply-patch+yaml"}
-    with _raw(k8s_api) as raw:
+    with k8s_api.http() as raw:
         no_manager = raw.patch(path, content=json.dumps(TRAINING_JOB), headers=headers)
         assert no_manager.status_code == 400
         created = raw.patch(path, params={"fieldManager": "test"}, content=json.dumps(TRAINING_JOB), headers=headers)
@@ -231,7 +213,7 @@ def test_gap6_server_side_apply_creates_then_merges(k8s_api: KubernetesApi) -> N
 def test_gap6_label_and_field_selectors(k8s_api: KubernetesApi) -> None:
     core = kubernetes.client.CoreV1Api(k8s_api.client)
     for name, app in [("a", "x"), ("b", "y"), ("c", "x")]:
-        core.create_namespaced_config_map("default", _configmap(name, {"app": app, "tier": name}))
+        core.create_namespaced_config_map("default", configmap(name, {"app": app, "tier": name}))
 
     def names(**selectors: str) -> list[str]:
         return [cm.metadata.name for cm in core.list_namespaced_config_map("default", **selectors).items]
@@ -248,7 +230,7 @@ def test_gap6_label_and_field_selectors(k8s_api: KubernetesApi) -> None:
 
 def test_gap6_failed_json_patch_test_is_422(k8s_api: KubernetesApi) -> None:
     core = kubernetes.client.CoreV1Api(k8s_api.client)
-    core.create_namespaced_config_map("default", _configmap("cm", data={"k": "v"}))
+    core.create_namespaced_config_map("default", configmap("cm", data={"k": "v"}))
     with pytest.raises(kubernetes.client.ApiException) as failed:
         core.patch_namespaced_config_map("cm", "default", [{"op": "test", "path": "/data/k", "value": "other"}])
     assert failed.value.status == 422
@@ -281,170 +263,7 @@ def test_gap6_dry_run_validates_but_stores_nothing(k8s_api: KubernetesApi) -> No
 
 
 def test_gap6_core_resources_live_under_api_v1(k8s_api: KubernetesApi) -> None:
-    with _raw(k8s_api) as raw:
+    with k8s_api.http() as raw:
         assert raw.get("/api/v1/configmaps").json()["kind"] == "ConfigMapList"
         assert raw.get("/v1/configmaps").status_code == 404
         assert "configmaps" in [resource["name"] for resource in raw.get("/api/v1").json()["resources"]]
-
-
-def test_status_subresource_is_kept_apart(k8s_api: KubernetesApi) -> None:
-    jobs = CustomObjects(k8s_api.client, "trainingjobs")
-    created = jobs.create("default", {**TRAINING_JOB, "status": {"phase": "Succeeded"}})
-    assert "status" not in created, "create ignores status"
-    jobs.patch_status("default", "tj", {"status": {"phase": "Running"}, "spec": {"suspend": True}})
-    after_status = jobs.get("default", "tj")
-    assert after_status["status"]["phase"] == "Running"
-    assert after_status["spec"]["suspend"] is False, "a status write changes only status"
-    jobs.patch("default", "tj", {"status": {"phase": "Failed"}, "spec": {"suspend": True}})
-    after_main = jobs.get("default", "tj")
-    assert after_main["status"]["phase"] == "Running", "the main resource ignores status"
-    assert after_main["spec"]["suspend"] is True
-
-
-def test_deletion_cascades_to_dependents_and_orphan_keeps_them(k8s_api: KubernetesApi) -> None:
-    jobs = CustomObjects(k8s_api.client, "trainingjobs")
-    core = kubernetes.client.CoreV1Api(k8s_api.client)
-    for name in ("tj", "kept"):
-        owner = jobs.create("default", {**TRAINING_JOB, "metadata": {"name": name}})
-        reference = {
-            "apiVersion": "modelyard.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "name": name,
-            "uid": owner["metadata"]["uid"],
-        }
-        child = _configmap(f"{name}-child")
-        child["metadata"]["ownerReferences"] = [reference]
-        core.create_namespaced_config_map("default", child)
-        grandchild = _configmap(f"{name}-grandchild")
-        made = core.read_namespaced_config_map(f"{name}-child", "default")
-        grandchild["metadata"]["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": made.metadata.name, "uid": made.metadata.uid}
-        ]
-        core.create_namespaced_config_map("default", grandchild)
-
-    jobs.delete("default", "tj")
-    jobs.delete("default", "kept", propagation_policy="Orphan")
-    remaining = {
-        cm.metadata.name: cm.metadata.owner_references for cm in core.list_namespaced_config_map("default").items
-    }
-    assert set(remaining) == {"kept-child", "kept-grandchild"}
-    assert remaining["kept-child"] is None, "orphaning removes the owner reference"
-
-
-def test_finalizers_hold_deletion_until_removed(k8s_api: KubernetesApi) -> None:
-    core = kubernetes.client.CoreV1Api(k8s_api.client)
-    body = _configmap("held")
-    body["metadata"]["finalizers"] = ["example.com/hold"]
-    core.create_namespaced_config_map("default", body)
-    core.delete_namespaced_config_map("held", "default")
-    marked = core.read_namespaced_config_map("held", "default")
-    assert marked.metadata.deletion_timestamp is not None
-    core.patch_namespaced_config_map("held", "default", {"metadata": {"finalizers": None}})
-    with pytest.raises(kubernetes.client.ApiException) as gone:
-        core.read_namespaced_config_map("held", "default")
-    assert gone.value.status == 404
-
-
-def test_strategic_merge_for_builtins_merges_lists_by_key_and_is_refused_for_custom_resources(
-    k8s_api: KubernetesApi,
-) -> None:
-    apps = kubernetes.client.AppsV1Api(k8s_api.client)
-    containers = [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {
-        "selector": {"matchLabels": {"app": "d"}},
-        "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": containers}},
-    }}  # fmt: skip
-    made = apps.create_namespaced_deployment("default", deployment)
-    assert made.spec.replicas == 1  # server default
-    patched = apps.patch_namespaced_deployment(
-        "d", "default", {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}}
-    )
-    assert [(c.name, c.image) for c in patched.spec.template.spec.containers] == [("a", "a:1"), ("b", "b:2")]
-    with _raw(k8s_api) as raw:
-        refused = raw.patch(
-            "/apis/modelyard.dev/v1alpha1/namespaces/default/trainingjobs/x",
-            content=b"{}", headers={"Content-Type": "application/strategic-merge-patch+json"},
-        )  # fmt: skip
-    assert refused.status_code == 415
-
-
-def test_unknown_fields_are_pruned_with_a_warning_or_refused_when_strict(k8s_api: KubernetesApi) -> None:
-    body = {**TRAINING_JOB, "spec": {**TRAINING_JOB["spec"], "typo": 1}}
-    path = "/apis/modelyard.dev/v1alpha1/namespaces/default/trainingjobs"
-    with _raw(k8s_api) as raw:
-        strict = raw.post(path, params={"fieldValidation": "Strict"}, json=body)
-        assert strict.status_code == 400
-        assert 'unknown field "spec.typo"' in strict.json()["message"]
-        warned = raw.post(path, json=body)
-        assert warned.status_code == 201
-        assert "spec.typo" in warned.headers["Warning"]
-        assert "typo" not in warned.json()["spec"]
-        listed = raw.get(path)
-        assert "Warning" not in listed.headers, "a warning does not leak into later responses"
-
-
-def test_events_core_and_events_k8s_io_are_accepted_and_listable(k8s_api: KubernetesApi) -> None:
-    core = kubernetes.client.CoreV1Api(k8s_api.client)
-    events = kubernetes.client.EventsV1Api(k8s_api.client)
-    involved = {"kind": "TrainingJob", "name": "tj", "namespace": "default", "apiVersion": "modelyard.dev/v1alpha1"}
-    core.create_namespaced_event(
-        "default",
-        {"metadata": {"name": "e1"}, "involvedObject": involved, "reason": "Created", "message": "m", "type": "Normal"},
-    )
-    events.create_namespaced_event(
-        "default",
-        {
-            "metadata": {"name": "e2"},
-            "regarding": involved,
-            "reason": "Promoted",
-            "action": "Promote",
-            "type": "Normal",
-            "eventTime": "2026-01-01T00:00:00.000000Z",
-            "reportingController": "modelyard",
-            "reportingInstance": "op",
-        },
-    )
-    assert [e.reason for e in core.list_namespaced_event("default", field_selector="involvedObject.name=tj").items] == [
-        "Created"
-    ]
-    assert [e.reason for e in events.list_namespaced_event("default").items] == ["Promoted"]
-
-
-def test_table_printing_uses_the_crd_printer_columns(k8s_api: KubernetesApi) -> None:
-    jobs = CustomObjects(k8s_api.client, "trainingjobs")
-    jobs.create("default", TRAINING_JOB)
-    jobs.patch_status("default", "tj", {"status": {"phase": "Running", "progress": {"epoch": 3, "totalEpochs": 10}}})
-    with _raw(k8s_api) as raw:
-        response = raw.get(
-            "/apis/modelyard.dev/v1alpha1/namespaces/default/trainingjobs",
-            headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
-        )
-    table = response.json()
-    assert response.headers["Content-Type"].startswith("application/json;as=Table")
-    columns = [column["name"] for column in table["columnDefinitions"]]
-    assert columns[:4] == ["Name", "Phase", "Epoch", "Of"]
-    cells = dict(zip(columns, table["rows"][0]["cells"], strict=True))
-    assert (cells["Name"], cells["Phase"], cells["Epoch"], cells["Of"]) == ("tj", "Running", 3, 10)
-    assert cells["Age"].endswith("s")
-
-
-def test_delete_collection_by_label(k8s_api: KubernetesApi) -> None:
-    core = kubernetes.client.CoreV1Api(k8s_api.client)
-    for name, app in [("a", "x"), ("b", "y"), ("c", "x")]:
-        core.create_namespaced_config_map("default", _configmap(name, {"app": app}))
-    core.delete_collection_namespaced_config_map("default", label_selector="app=x")
-    assert [cm.metadata.name for cm in core.list_namespaced_config_map("default").items] == ["b"]
-
-
-def test_watch_on_one_named_object(k8s_api: KubernetesApi) -> None:
-    core = kubernetes.client.CoreV1Api(k8s_api.client)
-    listed = core.list_namespaced_config_map("default")
-    for name in ("mine", "other"):
-        core.create_namespaced_config_map("default", _configmap(name))
-    with _raw(k8s_api) as raw:
-        response = raw.get(
-            "/api/v1/namespaces/default/configmaps/mine",
-            params={"watch": "true", "resourceVersion": listed.metadata.resource_version, "timeoutSeconds": "1"},
-        )
-    events = [json.loads(line) for line in response.text.splitlines() if line]
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "mine")]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,25 +13,15 @@ import yaml
 
 from tests.conftest import REPO, KubernetesApi
 from tests.support.clients import CustomObjects
+from tests.support.kube_tools import tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _kubectl_binary() -> str | None:
-    bundled = REPO / ".bin" / "kubectl"  # where CI puts the kubectl it installs
-    return str(bundled) if bundled.is_file() else shutil.which("kubectl")
-
-
-KUBECTL = _kubectl_binary()
-if KUBECTL is None:
-    pytest.skip("kubectl is not installed (.ci/run installs it into .bin/)", allow_module_level=True)
-
-
 def kubectl(api: KubernetesApi, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert KUBECTL is not None
     env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(api.kubeconfig.parent)}
     result = subprocess.run(
-        [KUBECTL, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+        [tool("kubectl"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     if check:
         assert result.returncode == 0, f"kubectl {' '.join(args)}:\n{result.stdout}\n{result.stderr}"

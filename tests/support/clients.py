@@ -50,3 +50,22 @@ class CustomObjects:
             self.group, self.version, namespace, self.plural, name, **params
         )
         return cast(dict[str, Any], done)
+
+
+def minimal_training_job(name: str = "tj", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The smallest valid TrainingJob (everything else comes from the CRD's defaults)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"data": {"path": "/data/flowers"}, "output": {"modelName": "flowers"}},
+    }
+
+
+def configmap(name: str, labels: dict[str, str] | None = None, data: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels or {}},
+        "data": data or {},
+    }

@@ -11,26 +11,21 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kmock
 import yaml
 
-from tests.support.emulator import builtins, errors, patching, validation
+from tests.support.emulator import builtins, controllers, errors, patching, validation
 from tests.support.emulator.errors import FieldError
-from tests.support.emulator.resources import BUILTINS, CRD_TYPE, NAMESPACE_TYPE, ResourceType, from_crd
+from tests.support.emulator.resources import BUILTINS, CRD_TYPE, NAMESPACE_TYPE, ResourceType
 from tests.support.emulator.selectors import field_selector, label_selector
-from tests.support.emulator.store import Store
+from tests.support.emulator.store import Store, now
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _desired_state(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,15 +41,15 @@ class Api:
         self.registry = registry
         self.types: dict[tuple[str, str, str], ResourceType] = {}
         for rtype in BUILTINS:
-            self._serve(rtype)
+            self.serve(rtype)
 
     # ---- the served types ----------------------------------------------------------------------------------------
 
-    def _serve(self, rtype: ResourceType) -> None:
+    def serve(self, rtype: ResourceType) -> None:
         self.types[(rtype.group, rtype.version, rtype.plural)] = rtype
         self.registry[rtype.key] = rtype.info()
 
-    def _unserve(self, rtype: ResourceType) -> None:
+    def unserve(self, rtype: ResourceType) -> None:
         self.types.pop((rtype.group, rtype.version, rtype.plural), None)
         if rtype.key in self.registry:
             del self.registry[rtype.key]
@@ -374,7 +369,7 @@ class Api:
         if rtype.schema is None:
             builtins.prepare(rtype.plural, rtype.group, obj, creating=creating)
             if rtype == CRD_TYPE:
-                self._check_crd(obj)
+                controllers.check_crd(obj)
             return []
         dropped = validation.prune(obj, rtype.schema)
         if dropped and field_validation == "Strict":
@@ -387,98 +382,8 @@ class Api:
             raise errors.invalid(rtype, obj["metadata"].get("name", ""), problems)
         return [] if field_validation == "Ignore" else [f'unknown field "{path}"' for path in dropped]
 
-    def _check_crd(self, crd: dict[str, Any]) -> None:
-        spec = crd.get("spec") or {}
-        names = spec.get("names") or {}
-        problems = []
-        if not spec.get("group"):
-            problems.append(FieldError("spec.group", "FieldValueRequired", "Required value"))
-        if not names.get("plural") or not names.get("kind"):
-            problems.append(FieldError("spec.names", "FieldValueRequired", "Required value: plural and kind"))
-        if not spec.get("versions"):
-            problems.append(FieldError("spec.versions", "FieldValueRequired", "Required value"))
-        expected = f"{names.get('plural')}.{spec.get('group')}"
-        if not problems and crd["metadata"].get("name") != expected:
-            problems.append(
-                FieldError(
-                    "metadata.name",
-                    "FieldValueInvalid",
-                    f'Invalid value: {crd["metadata"].get("name")!r}: must be spec.names.plural+"."+spec.group',
-                )
-            )
-        if problems:
-            raise errors.invalid(CRD_TYPE, crd["metadata"].get("name", ""), problems)
-
     async def _establish(self, crd: dict[str, Any]) -> dict[str, Any]:
-        """Serve the CRD's versions and report it Established, as the apiextensions controller does at once."""
-        for rtype in [
-            t for t in self.types.values() if t.custom and f"{t.plural}.{t.group}" == crd["metadata"]["name"]
-        ]:
-            self._unserve(rtype)
-        for rtype in from_crd(crd):
-            self._serve(rtype)
-        established = copy.deepcopy(crd)
-        stamp = now()
-        established["status"] = {
-            "acceptedNames": copy.deepcopy(crd["spec"]["names"]),
-            "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
-            "conditions": [
-                {
-                    "type": "NamesAccepted",
-                    "status": "True",
-                    "reason": "NoConflicts",
-                    "message": "no conflicts found",
-                    "lastTransitionTime": stamp,
-                },
-                {
-                    "type": "Established",
-                    "status": "True",
-                    "reason": "InitialNamesAccepted",
-                    "message": "the initial names have been accepted",
-                    "lastTransitionTime": stamp,
-                },
-            ],
-        }
-        if established["status"] == crd.get("status"):
-            return crd
-        return await self.store.save(CRD_TYPE, established, crd)
+        return await controllers.establish(self, crd)
 
     async def _after_removal(self, rtype: ResourceType, removed: dict[str, Any], policy: str) -> None:
-        """What controllers do after a deletion: the CRD's objects go, the namespace's content goes, and
-        dependents go by their ownerReferences (background cascade; `Orphan` unlinks them instead)."""
-        if rtype == CRD_TYPE:
-            for served in [
-                t for t in self.types.values() if t.custom and t.group_resource == removed["metadata"]["name"]
-            ]:
-                for obj in self.store.objects_of(served):
-                    await self.store.remove(served, obj)
-                self._unserve(served)
-        if rtype == NAMESPACE_TYPE:
-            for served in [t for t in self.types.values() if t.namespaced]:
-                for obj in self.store.objects_of(served, removed["metadata"]["name"]):
-                    await self._delete_quietly(served, obj, "Background")
-        await self._collect_garbage(removed["metadata"]["uid"], policy)
-
-    async def _collect_garbage(self, owner_uid: str, policy: str) -> None:
-        live_uids = {obj["metadata"]["uid"] for _, obj in self.store.all_live()}
-        for resource, obj in list(self.store.all_live()):
-            references = obj["metadata"].get("ownerReferences") or []
-            if not any(reference.get("uid") == owner_uid for reference in references):
-                continue
-            dependent_type = self.resolve(resource.group or "", resource.version or "", resource.plural or "")
-            if dependent_type is None:
-                continue
-            remaining = [reference for reference in references if reference.get("uid") != owner_uid]
-            if policy == "Orphan" or any(reference.get("uid") in live_uids for reference in remaining):
-                unlinked = copy.deepcopy(obj)
-                unlinked["metadata"]["ownerReferences"] = remaining
-                if not remaining:
-                    del unlinked["metadata"]["ownerReferences"]
-                await self.store.save(dependent_type, unlinked, obj)
-            else:
-                await self._delete_quietly(dependent_type, obj, "Background")
-
-    async def _delete_quietly(self, rtype: ResourceType, obj: dict[str, Any], policy: str) -> None:
-        namespace = obj["metadata"].get("namespace")
-        if self.store.get(rtype, namespace, obj["metadata"]["name"]) is not None:
-            await self.delete(rtype, namespace, obj["metadata"]["name"], {"propagationPolicy": policy})
+        await controllers.after_removal(self, rtype, removed, policy)

@@ -11,12 +11,18 @@ import collections
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kmock
 from kmock._internal.aiobus import Bus
 
 from tests.support.emulator.resources import ResourceType
+
+
+def now() -> str:
+    """A timestamp as the API server writes them (RFC 3339, seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
