@@ -38,6 +38,7 @@ RULES: tuple[Rule, ...] = (
     Rule("", ("events",), ("create",), "an Event for every transition (kopf posts its own too)"),
     # TrainingJob.
     Rule(GROUP, ("trainingjobs",), ("get", "list", "watch", "patch"), "reconcile; kopf keeps progress in annotations"),
+    # get: RBAC lets the operator grant the trainer's Role (get, patch) only if it holds those verbs itself.
     Rule(GROUP, ("trainingjobs/status",), ("get", "patch"), "phase, conditions, times, restarts"),
     Rule("batch", ("jobs",), ("get", "list", "watch", "create", "patch"), "the training Job, watched for status"),
     Rule("", ("configmaps",), ("get", "create", "patch"), "the spec the trainer reads"),
