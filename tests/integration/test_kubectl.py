@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,10 +19,29 @@ from tests.support.kube_tools import tool
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def kubectl(api: KubernetesApi, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _installed() -> list[str]:
+    """Every distinct kubectl here: CI's pinned one in .bin/ and the system's, which may be older (1.32)."""
+    candidates = [REPO / ".bin" / "kubectl", shutil.which("kubectl")]
+    return sorted({os.path.realpath(path) for path in candidates if path and Path(path).is_file()})
+
+
+def _label(path: str | None) -> str:
+    if path is None:
+        return "missing"
+    return str(Path(path).relative_to(REPO)) if Path(path).is_relative_to(REPO) else path
+
+
+@pytest.fixture(params=_installed() or [None], ids=lambda path: _label(path))
+def kubectl_binary(request: pytest.FixtureRequest) -> str:
+    return request.param or tool("kubectl")  # tool() fails the test, saying how to install it
+
+
+def kubectl(
+    api: KubernetesApi, *args: str, check: bool = True, binary: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(api.kubeconfig.parent)}
     result = subprocess.run(
-        [tool("kubectl"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+        [binary or tool("kubectl"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     if check:
         assert result.returncode == 0, f"kubectl {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
@@ -37,8 +57,19 @@ def _example_names(kind: str) -> list[str]:
     return sorted(names)
 
 
-def test_apply_crds_and_examples_then_get_shows_the_printer_columns(k8s_api: KubernetesApi) -> None:
-    applied = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/crds/", "-f", "manifests/examples/")
+def test_apply_crds_and_examples_then_get_shows_the_printer_columns(
+    k8s_api: KubernetesApi, kubectl_binary: str
+) -> None:
+    applied = kubectl(
+        k8s_api,
+        "apply",
+        "--validate=false",
+        "-f",
+        "manifests/crds/",
+        "-f",
+        "manifests/examples/",
+        binary=kubectl_binary,
+    )
     assert "trainingjob.modelyard.dev/" in applied.stdout
     assert "modeldeployment.modelyard.dev/" in applied.stdout
     jobs = CustomObjects(k8s_api.client, "trainingjobs")
@@ -46,7 +77,7 @@ def test_apply_crds_and_examples_then_get_shows_the_printer_columns(k8s_api: Kub
 
     first = _example_names("TrainingJob")[0]
     jobs.patch_status("default", first, {"status": {"phase": "Running", "progress": {"epoch": 2, "totalEpochs": 8}}})
-    listing = kubectl(k8s_api, "get", "tj,md").stdout
+    listing = kubectl(k8s_api, "get", "tj,md", binary=kubectl_binary).stdout
     header = listing.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "EPOCH", "OF", "PROGRESS", "VAL-ACC", "RESTARTS", "MODEL", "AGE"]
     row = next(line.split() for line in listing.splitlines() if line.startswith(f"trainingjob.modelyard.dev/{first} "))
@@ -55,7 +86,7 @@ def test_apply_crds_and_examples_then_get_shows_the_printer_columns(k8s_api: Kub
     assert md_header.split()[:3] == ["NAME", "PHASE", "READY"]
     assert all(f"modeldeployment.modelyard.dev/{name}" in listing for name in _example_names("ModelDeployment"))
 
-    again = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/examples/")
+    again = kubectl(k8s_api, "apply", "--validate=false", "-f", "manifests/examples/", binary=kubectl_binary)
     assert "unchanged" in again.stdout
 
 
@@ -94,13 +125,25 @@ def test_invalid_resource_is_refused_naming_the_field(k8s_api: KubernetesApi, tm
     assert "spec.training.epochs: Invalid value: -1" in refused.stderr
 
 
-def test_imperative_creates_sent_as_protobuf(k8s_api: KubernetesApi) -> None:
-    kubectl(k8s_api, "create", "namespace", "team-a")
-    kubectl(k8s_api, "create", "configmap", "settings", "-n", "team-a", "--from-literal=epochs=3")
-    kubectl(k8s_api, "create", "secret", "generic", "token", "-n", "team-a", "--from-literal=key=s3cret")
+def test_imperative_creates_sent_as_protobuf(k8s_api: KubernetesApi, kubectl_binary: str) -> None:
+    kubectl(k8s_api, "create", "namespace", "team-a", binary=kubectl_binary)
+    kubectl(
+        k8s_api, "create", "configmap", "settings", "-n", "team-a", "--from-literal=epochs=3", binary=kubectl_binary
+    )
+    kubectl(
+        k8s_api,
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "-n",
+        "team-a",
+        "--from-literal=key=s3cret",
+        binary=kubectl_binary,
+    )
     core = kubernetes.client.CoreV1Api(k8s_api.client)
     assert core.read_namespace("team-a").status.phase == "Active"
     assert core.read_namespaced_config_map("settings", "team-a").data == {"epochs": "3"}
     assert core.read_namespaced_secret("token", "team-a").data == {"key": "czNjcmV0"}
-    kubectl(k8s_api, "delete", "namespace", "team-a")
-    assert "team-a" not in kubectl(k8s_api, "get", "ns", "-o", "name").stdout
+    kubectl(k8s_api, "delete", "namespace", "team-a", binary=kubectl_binary)
+    assert "team-a" not in kubectl(k8s_api, "get", "ns", "-o", "name", binary=kubectl_binary).stdout
