@@ -26,3 +26,18 @@ def test_import_operator_from_repo_root_is_the_stdlib(flags: list[str]) -> None:
 
 def test_operator_folder_is_not_a_top_level_package() -> None:
     assert not (REPO / "operator" / "__init__.py").exists()
+
+
+def test_every_source_folder_is_packaged() -> None:
+    # package-dir maps folders by hand, so a new sub-package must be listed too or wheels (the images) lose it.
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packaged = set(config["packages"])
+    for module, folder in config["package-dir"].items():
+        for source in (REPO / folder).rglob("*.py"):
+            relative = source.parent.relative_to(REPO / folder)
+            if "__pycache__" in relative.parts:
+                continue
+            expected = ".".join([module, *relative.parts])
+            assert expected in packaged, f"{source.relative_to(REPO)}: add {expected} to [tool.setuptools] packages"
