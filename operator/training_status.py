@@ -19,7 +19,7 @@ from modelyard.api.training_job import TrainingJobPhase as Phase
 from modelyard.operator.status import ConditionUpdate, EventSpec, EventType, StatusChange, update_conditions
 
 # Not a lifecycle condition: False while a change of the spec is refused (see review_spec_change).
-SPEC_ACCEPTED = "SpecAccepted"
+SPEC_ACCEPTED = Cond.SPEC_ACCEPTED.value
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_IMMUTABLE_FIELD = "ImmutableFieldChanged"
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})

@@ -284,6 +284,7 @@ class TrainingJobConditionType(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     PROMOTED = "Promoted"
+    SPEC_ACCEPTED = "SpecAccepted"
 
 
 class Progress(ApiModel):
