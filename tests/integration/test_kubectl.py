@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import kubernetes
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, KubernetesApi
-from tests.support.clients import CustomObjects
+from tests.support.clients import CustomObjects, minimal_training_job
 from tests.support.kube_tools import tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -147,3 +148,27 @@ def test_imperative_creates_sent_as_protobuf(k8s_api: KubernetesApi, kubectl_bin
     assert core.read_namespaced_secret("token", "team-a").data == {"key": "czNjcmV0"}
     kubectl(k8s_api, "delete", "namespace", "team-a", binary=kubectl_binary)
     assert "team-a" not in kubectl(k8s_api, "get", "ns", "-o", "name", binary=kubectl_binary).stdout
+
+
+def test_get_watch_prints_rows_as_objects_change(k8s_api: KubernetesApi) -> None:
+    env = {**os.environ, "KUBECONFIG": str(k8s_api.kubeconfig), "HOME": str(k8s_api.kubeconfig.parent)}
+    watcher = subprocess.Popen(
+        [tool("kubectl"), "get", "tj", "--watch-only"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        jobs = CustomObjects(k8s_api.client, "trainingjobs")
+        deadline = time.monotonic() + 20
+        while not k8s_api.emulator.open_watches["trainingjobs"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        jobs.create("default", minimal_training_job("watched"))
+        jobs.patch_status("default", "watched", {"status": {"phase": "Running"}})
+        time.sleep(1)
+    finally:
+        watcher.terminate()
+        output, errors = watcher.communicate(timeout=10)
+    rows = [line.split() for line in output.splitlines() if line.startswith("watched")]
+    assert [row[:2] for row in rows][-1] == ["watched", "Running"], output + errors

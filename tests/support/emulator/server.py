@@ -227,7 +227,18 @@ class Emulator(kmock.KubernetesScaffold):
         match request.method:
             case "GET" if params.get("watch") in ("true", "1"):
                 watcher = watch.WatchRequest(rtype, namespace, name, params)
-                return respond(watch.stream(self.api.store, watcher, lambda: not self.stopping, self.open_watches))
+                if tables.wants_table(accept):
+                    include = params.get("includeObject", "")
+
+                    def as_table(obj: dict[str, Any]) -> dict[str, Any]:
+                        return tables.table(rtype, [obj], obj["metadata"]["resourceVersion"], include)
+
+                    stream = watch.stream(
+                        self.api.store, watcher, lambda: not self.stopping, self.open_watches, as_table
+                    )
+                    return respond(stream, content_type=tables.TABLE_MEDIA_TYPE)
+                stream = watch.stream(self.api.store, watcher, lambda: not self.stopping, self.open_watches)
+                return respond(stream)
             case "GET" if name is not None:
                 obj = self.api.get(rtype, namespace, name)
                 if tables.wants_table(accept):

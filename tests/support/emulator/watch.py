@@ -54,9 +54,14 @@ class WatchRequest:
 
 
 async def stream(
-    store: Store, watch: WatchRequest, still_wanted: Callable[[], bool], open_watches: collections.Counter[str]
+    store: Store,
+    watch: WatchRequest,
+    still_wanted: Callable[[], bool],
+    open_watches: collections.Counter[str],
+    render: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
 ) -> AsyncIterator[bytes | dict[str, Any]]:
-    """The event stream; `open_watches` counts the live streams per plural (tests wait on it for an operator)."""
+    """The event stream; `open_watches` counts the live streams per plural (tests wait on it for an operator);
+    `render` turns each object into what the client asked for (a Table row for `kubectl get -w`)."""
     loop = asyncio.get_running_loop()
     deadline = None if watch.timeout is None else loop.time() + watch.timeout
     yield b""  # send the headers now: a watch may have nothing to say for a long time
@@ -68,7 +73,7 @@ async def stream(
             since = store.revision
             for obj in store.objects_of(watch.rtype, watch.namespace):
                 if watch.matches(obj):
-                    yield {"type": "ADDED", "object": obj}
+                    yield {"type": "ADDED", "object": render(obj)}
         else:
             since = int(watch.resource_version) if watch.resource_version.isdigit() else -1
             backlog = store.events_since(since) if since >= 0 else None
@@ -80,7 +85,7 @@ async def stream(
                 return
             for event in backlog:
                 if (visible := watch._visible(event)) is not None:
-                    yield visible
+                    yield {"type": visible["type"], "object": render(visible["object"])}
             since = snapshot_revision
         live = aiter(store.bus.stream(since=marker))
         open_watches[watch.rtype.plural] += 1
@@ -97,7 +102,7 @@ async def stream(
                 continue
             event, pending = pending.result(), None
             if event.revision > since and (visible := watch._visible(event)) is not None:
-                yield visible
+                yield {"type": visible["type"], "object": render(visible["object"])}
         if watch.bookmarks:
             bookmark = {"apiVersion": watch.rtype.api_version, "kind": watch.rtype.kind}
             yield {"type": "BOOKMARK", "object": {**bookmark, "metadata": {"resourceVersion": str(store.revision)}}}
