@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from modelyard.api.model_deployment import AnalysisSpec
 from modelyard.operator.rollout import AnalysisResult, Verdict
@@ -145,6 +146,9 @@ class PrometheusClient:
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as response:  # noqa: S310 (scheme checked above)
                 body = json.load(response)
+        except urllib.error.HTTPError as error:
+            # A refused query (400, 422) comes with Prometheus' own explanation in the body.
+            body = _error_body(error)
         except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:
             raise PrometheusError(f"Prometheus at {self.base_url} did not answer: {error}") from error
         if body.get("status") != "success":
@@ -156,3 +160,13 @@ class PrometheusClient:
             raise PrometheusError(f"{query!r} returned {len(result)} series, expected one")
         value = float(result[0]["value"][1])
         return None if math.isnan(value) else value
+
+
+def _error_body(error: urllib.error.HTTPError) -> dict[str, Any]:
+    try:
+        body = json.loads(error.read() or b"{}")
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict) or "error" not in body:
+        return {"status": "error", "error": f"HTTP {error.code} {error.reason}"}
+    return body

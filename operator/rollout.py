@@ -26,6 +26,7 @@ from modelyard.api.model_deployment import (
     ModelDeploymentStatus,
     Revision,
     RevisionOutcome,
+    RevisionTemplate,
     RollbackRecord,
 )
 
@@ -39,6 +40,7 @@ class DesiredRevision:
     model_tag: str
     image: str
     template_hash: str
+    template: RevisionTemplate
     training_job: str | None = None
 
 
@@ -130,6 +132,7 @@ def _start_revision(decision: Decision, desired: DesiredRevision, now: datetime)
             model_tag=desired.model_tag,
             image=desired.image,
             template_hash=desired.template_hash,
+            template=desired.template,
             created_at=now,
             outcome=RevisionOutcome.PROGRESSING,
             training_job=desired.training_job,

@@ -206,11 +206,22 @@ class RevisionOutcome(enum.StrEnum):
     SUPERSEDED = "Superseded"
 
 
+class RevisionTemplate(ApiModel):
+    """What else a revision's pods were built from, besides model and image: a rollback restores exactly this."""
+
+    resources: ServingResources = Field(description="Per-replica resources of the revision.")
+    batching: BatchingSpec = Field(description="Adaptive batching of the revision.")
+    store: PersistentVolumeClaimRef | None = Field(default=None, description="Model store volume of the revision.")
+
+
 class Revision(ApiModel):
     revision: int = Field(ge=1, description="Revision number, counting up from 1.")
     model_tag: str = Field(description="Full model tag served by this revision.")
     image: str = Field(description="Image of this revision.")
     template_hash: str = Field(description="Hash of the pod template.")
+    template: RevisionTemplate | None = Field(
+        default=None, description="Resources, batching and store of the revision, restored by a rollback."
+    )
     created_at: datetime = Field(description="When this revision was created.")
     outcome: RevisionOutcome = Field(description="What became of it.")
     training_job: str | None = Field(default=None, description="TrainingJob that produced the model (lineage).")

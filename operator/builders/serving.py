@@ -12,7 +12,13 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec, ScalingBehavior
+from modelyard.api.model_deployment import (
+    ModelDeployment,
+    ModelDeploymentSpec,
+    Revision,
+    RevisionTemplate,
+    ScalingBehavior,
+)
 from modelyard.api.training_job import OutputSpec
 from modelyard.operator import naming
 from modelyard.operator.settings import Settings
@@ -38,6 +44,24 @@ class ServedRevision:
     number: int | None
     model_tag: str
     image: str
+
+
+def revision_template(spec: ModelDeploymentSpec) -> RevisionTemplate:
+    """The parts of `spec` besides model and image that a revision's pods are built from."""
+    return RevisionTemplate(resources=spec.resources, batching=spec.batching, store=spec.store)
+
+
+def as_revision(md: ModelDeployment, revision: Revision) -> tuple[ModelDeployment, ServedRevision]:
+    """`md` with the revision's resources, batching and store, and what its pods run: a rollback restores the pods
+    exactly as they were, whatever the spec says now. (A revision recorded without a template keeps the spec's.)"""
+    served = ServedRevision(revision.revision, revision.model_tag, revision.image)
+    if revision.template is None:
+        return md, served
+    template = revision.template
+    spec = md.spec.model_copy(
+        update={"resources": template.resources, "batching": template.batching, "store": template.store}
+    )
+    return md.model_copy(update={"spec": spec}), served
 
 
 def _model_store_volume(spec: ModelDeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -97,6 +121,8 @@ def pod_template(md: ModelDeployment, served: ServedRevision, settings: Settings
         "name": CONTAINER,
         "image": served.image,
         "imagePullPolicy": settings.image_pull_policy,
+        # Explicit, so that any image with the modelyard CLI serves the same way (BentoML's own default host is local).
+        "command": ["modelyard", "serve", "--host", "0.0.0.0", "--port", str(HTTP_PORT)],
         "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": _env(spec, served.model_tag),
         "resources": _resources(spec),

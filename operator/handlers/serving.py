@@ -30,10 +30,12 @@ from modelyard.operator import analysis, naming, status
 from modelyard.operator.apply import apply
 from modelyard.operator.builders.serving import (
     ServedRevision,
+    as_revision,
     build_deployment,
     build_hpa,
     build_pdb,
     build_service,
+    revision_template,
     service_url,
     template_hash,
 )
@@ -149,8 +151,8 @@ def _apply_children(context: OperatorContext, body: dict[str, Any], md: ModelDep
     assert current is not None
     kube, settings = context.kube, context.settings
     component = naming.Component.SERVING
-    served = ServedRevision(current.revision, current.model_tag, current.image)
-    apply(kube, build_deployment(md, served, settings), owner=body, component=component)
+    as_run, served = as_revision(md, current)
+    apply(kube, build_deployment(as_run, served, settings), owner=body, component=component)
     apply(kube, build_service(md), owner=body, component=component)
     apply(kube, build_pdb(md), owner=body, component=component)
     hpa = build_hpa(md)
@@ -202,7 +204,9 @@ def reconcile(context: OperatorContext, namespace: str, name: str, now: datetime
 
     image = md.spec.image or settings.serving_image
     unnumbered = ServedRevision(None, tag, image)
-    desired = DesiredRevision(tag, image, template_hash(md, unnumbered, settings), lineage)
+    desired = DesiredRevision(
+        tag, image, template_hash(md, unnumbered, settings), revision_template(md.spec), training_job=lineage
+    )
     generation = md.metadata.generation
     first = plan(md.spec, md.status, desired, now)
     current = current_revision(first.status)

@@ -13,15 +13,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.model_deployment import ModelDeployment, Revision, RevisionOutcome
 from modelyard.operator import naming
 from modelyard.operator.builders.serving import (
     ServedRevision,
+    as_revision,
     build_deployment,
     build_hpa,
     build_pdb,
     build_service,
     pod_template,
+    revision_template,
     service_url,
     template_hash,
 )
@@ -196,3 +198,28 @@ def test_a_deployment_needs_a_revision_number() -> None:
     md = model_deployment(CASES["minimal"])
     with pytest.raises(ValueError, match="numbered revision"):
         build_deployment(md, ServedRevision(None, "digits:v1", "img"), SETTINGS)
+
+
+def test_a_revision_is_rebuilt_exactly_as_it_ran_whatever_the_spec_says_now() -> None:
+    then = model_deployment({**CASES["minimal"], "batching": {"maxLatencyMs": 50}, "resources": {"memory": "3Gi"}})
+    recorded = Revision(
+        revision=1,
+        model_tag="digits:v1",
+        image="img:1",
+        template_hash=template_hash(then, ServedRevision(None, "digits:v1", "img:1"), SETTINGS),
+        template=revision_template(then.spec),
+        created_at="2026-11-01T12:00:00Z",
+        outcome=RevisionOutcome.STABLE,
+    )
+    now = model_deployment(
+        {**CASES["minimal"], "model": {"name": "digits", "tag": "v2"}, "batching": {"maxLatencyMs": 20}}
+    )
+    as_run, served = as_revision(now, recorded)
+    assert (
+        template_hash(as_run, ServedRevision(None, served.model_tag, served.image), SETTINGS) == recorded.template_hash
+    )
+    env = build_deployment(as_run, served, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MODELYARD_MAX_LATENCY_MS", "value": "50"} in env
+    assert {"name": "MODELYARD_MODEL_TAG", "value": "digits:v1"} in env
+    # Everything that is not the pods' (scaling, service) still follows the spec.
+    assert as_run.spec.replicas == now.spec.replicas

@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from modelyard.api.model_deployment import (
+    BatchingSpec,
     ModelDeploymentPhase,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     RevisionOutcome,
+    RevisionTemplate,
+    ServingResources,
 )
 from modelyard.operator.rollout import (
     AnalysisResult,
@@ -37,8 +40,11 @@ def spec(**overrides: Any) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate(wire)
 
 
+TEMPLATE = RevisionTemplate(resources=ServingResources(), batching=BatchingSpec())
+
+
 def desired(tag: str, training_job: str | None = None) -> DesiredRevision:
-    return DesiredRevision(f"flowers:{tag}", "modelyard/serving:1", f"hash-{tag}", training_job)
+    return DesiredRevision(f"flowers:{tag}", "modelyard/serving:1", f"hash-{tag}", TEMPLATE, training_job)
 
 
 def outcomes(status: ModelDeploymentStatus) -> dict[int, str]:
@@ -75,6 +81,7 @@ def test_first_reconcile_records_revision_one_and_completion_makes_it_stable() -
     assert [e.reason for e in first.events] == ["RevisionCreated"]
     assert cluster.status.current_revision == 1
     assert cluster.status.revisions[0].training_job == "default/train-1"
+    assert cluster.status.revisions[0].template == TEMPLATE
     assert cluster.status.phase is ModelDeploymentPhase.PROGRESSING
     assert conditions(cluster.status) == {
         "Ready": "True",
