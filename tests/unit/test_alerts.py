@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_dashboards import KNOWN_METRICS, metric_names
+from tests.support.observability import KNOWN_METRICS, metric_names
 
 pytestmark = pytest.mark.unit
 

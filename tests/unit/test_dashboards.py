@@ -3,52 +3,26 @@ contracts name (every one of them somewhere), filtered by template variables for
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.__main__ import OUTPUT_DIR, render, stale_files
+from tests.support.observability import (
+    BOARDS,
+    CONTRACT_METRICS,
+    HISTOGRAMS,
+    KNOWN_METRICS,
+    expressions,
+    metric_names,
+    panels,
+)
 
 pytestmark = pytest.mark.unit
 
-CONTRACTS = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
-_SECTION = CONTRACTS.split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
-CONTRACT_METRICS = set(re.findall(r"`(modelyard_[a-z0-9_]+)", _SECTION))
-HISTOGRAMS = {
-    "modelyard_batch_size",
-    "modelyard_operator_reconcile_duration_seconds",
-    "bentoml_service_request_duration_seconds",
-}
-# BentoML's own (checked against its source: bentoml/_internal/server/http/instruments.py).
-OTHER_METRICS = {"bentoml_service_request_total", "bentoml_service_request_duration_seconds"}
-KNOWN_METRICS = (
-    CONTRACT_METRICS
-    | OTHER_METRICS
-    | {f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
-)
-BOARDS = {
-    name: json.loads((OUTPUT_DIR / name).read_text()) for name in ("training.json", "serving.json", "operator.json")
-}
 GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (ours, BentoML's, `up`); labels named modelyard_dev_* are not."""
-    names = set(re.findall(r"\b((?:modelyard|bentoml)_(?!dev_)[a-z0-9_]+)", expr))
-    return names | ({"up"} if re.search(r"\bup\{", expr) else set())
-
-
-def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in board["panels"] if p["type"] != "row"]
-
-
-def expressions(board: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in panels(board) for t in p["targets"]]
 
 
 def test_contracts_list_the_metrics() -> None:
@@ -95,12 +69,6 @@ def test_variables_filter_by_namespace_and_resource_and_all_are_defined(name: st
     referenced = {m for expr in expressions(board) for m in re.findall(r"\$\{?([a-zA-Z_]+)", expr)}
     assert referenced - GRAFANA_BUILTINS <= variables
     assert "namespace" in referenced
-
-
-def histogram_base(metric: str) -> str:
-    """A histogram's name for its _bucket/_sum/_count series; any other name unchanged."""
-    base = re.sub(r"_(bucket|sum|count)$", "", metric)
-    return base if base in HISTOGRAMS else metric
 
 
 def test_every_contract_metric_is_on_a_dashboard() -> None:
