@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp.web
@@ -217,82 +216,70 @@ class Emulator(kmock.KubernetesScaffold):
 
     async def _route(self, request: rendering.Request) -> rendering.Payload:
         rtype, target = self._resource_type(request)
-        params: Mapping[str, str] = request.params
-        dry_run = params.get("dryRun", "") == "All"
+        if request.method == "GET":
+            return self._read(request, rtype, target)
+        return await self._change(request, rtype, target)
+
+    def _read(self, request: rendering.Request, rtype: ResourceType, target: Target) -> rendering.Response:
+        """GET: one object, a list, or a watch; as JSON, or as a Table when kubectl asks for one."""
+        params = request.params
+        include = params.get("includeObject", "")
+        as_table = tables.wants_table(request.headers.get("Accept", JSON))
+        media = tables.TABLE_MEDIA_TYPE if as_table else JSON
+
+        def render(obj: dict[str, Any]) -> dict[str, Any]:
+            return tables.table(rtype, [obj], obj["metadata"]["resourceVersion"], include) if as_table else obj
+
+        if params.get("watch") in ("true", "1"):
+            watcher = watch.WatchRequest(rtype, target.namespace, target.name, params)
+            wanted = lambda: not self.stopping  # noqa: E731 - a flag read by the stream on each poll
+            return respond(watch.stream(self.api.store, watcher, wanted, self.open_watches, render), content_type=media)
+        if target.name is not None:
+            return respond(render(self.api.get(rtype, target.namespace, target.name)), content_type=media)
+        listed = self.api.list_objects(rtype, target.namespace, params)
+        if as_table:
+            revision = listed["metadata"]["resourceVersion"]
+            return respond(tables.table(rtype, listed["items"], revision, include), content_type=media)
+        return respond(listed)
+
+    async def _change(self, request: rendering.Request, rtype: ResourceType, target: Target) -> rendering.Response:
+        """POST, PUT, PATCH, DELETE, with dryRun and fieldValidation."""
+        params = request.params
         if params.get("dryRun", "All") != "All":
             raise errors.bad_request(f'unsupported dry run mode: {params["dryRun"]!r}, only "All" is supported')
+        dry_run = "dryRun" in params
         validation = params.get("fieldValidation", "Warn")
-        accept = request.headers.get("Accept", JSON)
         namespace, name, subresource = target.namespace, target.name, target.subresource
-        match request.method:
-            case "GET" if params.get("watch") in ("true", "1"):
-                watcher = watch.WatchRequest(rtype, namespace, name, params)
-                if tables.wants_table(accept):
-                    include = params.get("includeObject", "")
-
-                    def as_table(obj: dict[str, Any]) -> dict[str, Any]:
-                        return tables.table(rtype, [obj], obj["metadata"]["resourceVersion"], include)
-
-                    stream = watch.stream(
-                        self.api.store, watcher, lambda: not self.stopping, self.open_watches, as_table
-                    )
-                    return respond(stream, content_type=tables.TABLE_MEDIA_TYPE)
-                stream = watch.stream(self.api.store, watcher, lambda: not self.stopping, self.open_watches)
-                return respond(stream)
-            case "GET" if name is not None:
-                obj = self.api.get(rtype, namespace, name)
-                if tables.wants_table(accept):
-                    revision = obj["metadata"]["resourceVersion"]
-                    return respond(
-                        tables.table(rtype, [obj], revision, params.get("includeObject", "")),
-                        content_type=tables.TABLE_MEDIA_TYPE,
-                    )
-                return respond(obj)
-            case "GET":
-                listed = self.api.list_objects(rtype, namespace, params)
-                if tables.wants_table(accept):
-                    revision = listed["metadata"]["resourceVersion"]
-                    return respond(
-                        tables.table(rtype, listed["items"], revision, params.get("includeObject", "")),
-                        content_type=tables.TABLE_MEDIA_TYPE,
-                    )
-                return respond(listed)
-            case "POST" if name is None:
+        match request.method, name:
+            case "POST", None:
+                body = self._decode_body(request, rtype)
                 made, warnings = await self.api.create(
-                    rtype, namespace, self._decode_body(request, rtype), dry_run=dry_run, field_validation=validation
+                    rtype, namespace, body, dry_run=dry_run, field_validation=validation
                 )
                 return respond(made, 201, warnings=warnings)
-            case "PUT" if name is not None:
+            case "PUT", str():
+                body = self._decode_body(request, rtype)
                 replaced, warnings = await self.api.replace(
-                    rtype,
-                    namespace,
-                    name,
-                    self._decode_body(request, rtype),
-                    subresource=subresource,
-                    dry_run=dry_run,
-                    field_validation=validation,
+                    rtype, namespace, name, body, subresource=subresource, dry_run=dry_run, field_validation=validation
                 )
                 return respond(replaced, warnings=warnings)
-            case "PATCH" if name is not None:
-                content_type = request.headers.get("Content-Type", "")
+            case "PATCH", str():
                 patched, warnings, created = await self.api.patch(
-                    rtype, namespace, name, content_type, request.body, subresource=subresource, dry_run=dry_run,
-                    field_validation=validation, field_manager=params.get("fieldManager"),
+                    rtype, namespace, name, request.headers.get("Content-Type", ""), request.body,
+                    subresource=subresource, dry_run=dry_run, field_validation=validation,
+                    field_manager=params.get("fieldManager"),
                 )  # fmt: skip
                 return respond(patched, 201 if created else 200, warnings=warnings)
-            case "DELETE" if name is not None:
+            case "DELETE", str():
                 options = dict(request.data) if isinstance(request.data, dict) else {}
                 if "propagationPolicy" in params:
                     options["propagationPolicy"] = params["propagationPolicy"]
                 deleted = await self.api.delete(rtype, namespace, name, options, dry_run=dry_run)
-                still_there = self.api.store.get(rtype, namespace, name) is not None
-                return respond(deleted, 202 if still_there and not dry_run else 200)
-            case "DELETE":
-                listed = self.api.list_objects(rtype, namespace, params)
-                for obj in listed["items"]:
-                    obj_namespace = obj["metadata"].get("namespace")
-                    await self.api.delete(rtype, obj_namespace, obj["metadata"]["name"], {}, dry_run=dry_run)
+                pending = not dry_run and self.api.store.get(rtype, namespace, name) is not None  # finalizers
+                return respond(deleted, 202 if pending else 200)
+            case "DELETE", None:
+                for obj in self.api.list_objects(rtype, namespace, params)["items"]:
+                    meta = obj["metadata"]
+                    await self.api.delete(rtype, meta.get("namespace"), meta["name"], {}, dry_run=dry_run)
                 return respond({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"})
-        raise errors.method_not_allowed(
-            request.method.value if hasattr(request.method, "value") else str(request.method)
-        )
+        raise errors.method_not_allowed(str(request.method.value))

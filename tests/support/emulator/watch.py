@@ -36,7 +36,7 @@ class WatchRequest:
         self.timeout = float(timeout) if timeout else None
         self.bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
 
-    def _visible(self, event: WatchEvent) -> dict[str, Any] | None:
+    def visible(self, event: WatchEvent) -> dict[str, Any] | None:
         """The event as this watcher sees it, or None."""
         if event.rtype.key != self.rtype.key:
             return None
@@ -84,7 +84,7 @@ async def stream(
                 yield {"type": "ERROR", "object": gone.status_body()}
                 return
             for event in backlog:
-                if (visible := watch._visible(event)) is not None:
+                if (visible := watch.visible(event)) is not None:
                     yield {"type": visible["type"], "object": render(visible["object"])}
             since = snapshot_revision
         live = aiter(store.bus.stream(since=marker))
@@ -101,7 +101,7 @@ async def stream(
             if not done:
                 continue
             event, pending = pending.result(), None
-            if event.revision > since and (visible := watch._visible(event)) is not None:
+            if event.revision > since and (visible := watch.visible(event)) is not None:
                 yield {"type": visible["type"], "object": render(visible["object"])}
         if watch.bookmarks:
             bookmark = {"apiVersion": watch.rtype.api_version, "kind": watch.rtype.kind}
