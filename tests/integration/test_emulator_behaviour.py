@@ -4,12 +4,16 @@ validation, Events and server-side printing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import kubernetes
 import pytest
 
-from tests.conftest import KubernetesApi
+from tests.conftest import REPO, KubernetesApi
 from tests.support.clients import CustomObjects, configmap, minimal_training_job
+from tests.support.emulator import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +181,30 @@ def test_watch_on_one_named_object(k8s_api: KubernetesApi) -> None:
         )
     events = [json.loads(line) for line in response.text.splitlines() if line]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "mine")]
+
+
+@pytest.mark.slow
+def test_the_emulator_runs_as_a_process_for_use_by_hand(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.emulator",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--crds",
+        "manifests/crds",
+    ]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            assert process.stdout is not None
+            first_line = process.stdout.readline()
+            assert first_line.startswith("serving http://127.0.0.1:"), first_line
+            client = api_client(kubeconfig)
+            crds = kubernetes.client.ApiextensionsV1Api(client).list_custom_resource_definition().items
+            names = sorted(crd.metadata.name for crd in crds)
+            assert names == ["modeldeployments.modelyard.dev", "trainingjobs.modelyard.dev"]
+            client.close()  # type: ignore[no-untyped-call]
+        finally:
+            process.terminate()
+        assert process.wait(timeout=10) == 0

@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kmock
 import kubernetes
 import yaml
 
 from tests.support.emulator.server import Emulator
-
-T = TypeVar("T")
 
 
 def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
@@ -33,17 +31,12 @@ def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
 
 
 class RunningEmulator:
-    """An emulator serving on a port, with its URL and kubeconfig file, driven from another thread."""
+    """An emulator serving on a port (in another thread), with its URL and kubeconfig file."""
 
-    def __init__(self, emulator: Emulator, url: str, kubeconfig_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, emulator: Emulator, url: str, kubeconfig_path: Path) -> None:
         self.emulator = emulator
         self.url = url
         self.kubeconfig = kubeconfig_path
-        self._loop = loop
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        """Run a coroutine on the emulator's loop (for reading its state consistently from a test)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
 
 async def _serve(
@@ -54,7 +47,7 @@ async def _serve(
         url = f"http://{server.host}:{server.port}"
         emulator.address = f"{server.host}:{server.port}"
         kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url)))
-        started.set_result(RunningEmulator(emulator, url, kubeconfig_path, asyncio.get_running_loop()))
+        started.set_result(RunningEmulator(emulator, url, kubeconfig_path))
         await stop.wait()
         emulator.stopping = True  # open watches end within their poll interval, so the server closes at once
         for _ in range(40):
