@@ -69,27 +69,37 @@ class InvalidSpecError(Exception):
     """A spec that cannot work as it is; the message names the field."""
 
 
+def _produced_tag(kube: Kube, namespace: str, trainingjob: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A TrainingJob (None if missing) and the full tag of the model it produced (None until it has one)."""
+    job = kube.get(TRAINING_JOB, namespace, trainingjob)
+    tag = (((job or {}).get("status") or {}).get("model") or {}).get("tag")
+    return job, str(tag) if tag else None
+
+
 def _resolve_model(kube: Kube, md: ModelDeployment) -> tuple[str, str | None]:
-    """The full model tag to serve and the TrainingJob it came from (lineage), or TemporaryError while waiting."""
+    """The full model tag to serve and the TrainingJob (same namespace) that produced it, or TemporaryError while
+    that job has no model yet. Lineage is recorded only when the job's status names this very tag, so a hand-edited
+    tag never inherits a stale promoted-from annotation."""
     ref = md.spec.model
     namespace = md.metadata.namespace or "default"
-    promoted_from = md.metadata.annotations.get(naming.ANNOTATION_PROMOTED_FROM)
-    if ref.full_tag is not None:
-        return ref.full_tag, promoted_from
-    assert ref.from_training_job is not None  # the API model requires tag or fromTrainingJob
-    job = kube.get(TRAINING_JOB, namespace, ref.from_training_job)
-    produced = ((job or {}).get("status") or {}).get("model") or {}
-    tag = produced.get("tag")
-    if job is None or not tag:
-        phase = ((job or {}).get("status") or {}).get("phase", "not found")
-        raise kopf.TemporaryError(
-            f"spec.model.fromTrainingJob: TrainingJob {ref.from_training_job} has no model yet ({phase})", delay=10
-        )
-    if str(tag).partition(":")[0] != ref.name:
-        raise InvalidSpecError(
-            f"spec.model.name is {ref.name!r} but TrainingJob {ref.from_training_job} produced {tag!r}"
-        )
-    return str(tag), f"{namespace}/{ref.from_training_job}"
+    if ref.full_tag is None:
+        assert ref.from_training_job is not None  # the API model requires tag or fromTrainingJob
+        job, tag = _produced_tag(kube, namespace, ref.from_training_job)
+        if tag is None:
+            phase = ((job or {}).get("status") or {}).get("phase") or ("not found" if job is None else "no phase yet")
+            raise kopf.TemporaryError(
+                f"spec.model.fromTrainingJob: TrainingJob {ref.from_training_job} has no model yet ({phase})", delay=10
+            )
+        if tag.partition(":")[0] != ref.name:
+            raise InvalidSpecError(
+                f"spec.model.name is {ref.name!r} but TrainingJob {ref.from_training_job} produced {tag!r}"
+            )
+        return tag, ref.from_training_job
+    candidates = [md.metadata.annotations.get(naming.ANNOTATION_PROMOTED_FROM), ref.from_training_job]
+    for trainingjob in dict.fromkeys(c for c in candidates if c):
+        if _produced_tag(kube, namespace, trainingjob)[1] == ref.full_tag:
+            return ref.full_tag, trainingjob
+    return ref.full_tag, None
 
 
 def _check(md: ModelDeployment) -> None:

@@ -233,27 +233,49 @@ def test_operator_restart_mid_rollout_keeps_history_and_rolls_back_once(harness:
 
 def test_model_from_a_trainingjob_waits_for_it_then_records_the_lineage(harness: Harness) -> None:
     jobs = CustomObjects(harness.api.client, "trainingjobs")
-    jobs.create(
-        NAMESPACE,
-        {
-            "apiVersion": "modelyard.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "train-7"},
-            "spec": {"data": {"path": "/data/flowers"}, "output": {"modelName": "flowers"}},
-        },
-    )
+    for name in ("train-7", "train-8"):
+        jobs.create(
+            NAMESPACE,
+            {
+                "apiVersion": "modelyard.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": name},
+                "spec": {"data": {"path": "/data/flowers"}, "output": {"modelName": "flowers"}},
+            },
+        )
     with harness.operator():
         harness.create({**SPEC, "model": {"name": "flowers", "fromTrainingJob": "train-7"}})
         status = harness.wait_status(lambda s: s.get("phase") == "Pending", "Pending while training")
-        assert (
-            "train-7 has no model yet" in next(c for c in status["conditions"] if c["type"] == "Ready")["message"]
-            or True
-        )
-        assert "revisions" not in status or status["revisions"] == []
+        waiting = next(c for c in status["conditions"] if c["type"] == "Progressing")
+        assert waiting["reason"] == "WaitingForModel"
+        assert "TrainingJob train-7 has no model yet" in waiting["message"]
+        assert status.get("revisions", []) == []
+        with pytest.raises(kubernetes.client.ApiException):
+            harness.apps.read_namespaced_deployment(NAME, NAMESPACE)
+
         jobs.patch_status(NAMESPACE, "train-7", {"status": {"model": {"name": "flowers", "tag": "flowers:abc123"}}})
         eventually(lambda: harness.served_tag() == "flowers:abc123", what="the trained model served")
         status = harness.wait_status(lambda s: s.get("revisions"), "a revision")
-        assert status["revisions"][0]["trainingJob"] == "default/train-7"
+        assert status["revisions"][0]["trainingJob"] == "train-7"
+
+        # Promotion's patch (tag, fromTrainingJob and the promoted-from annotation) records train-8 as the source.
+        jobs.patch_status(NAMESPACE, "train-8", {"status": {"model": {"name": "flowers", "tag": "flowers:def456"}}})
+        harness.mds.patch(
+            NAMESPACE,
+            NAME,
+            {
+                "metadata": {"annotations": {"modelyard.dev/promoted-from": "train-8"}},
+                "spec": {"model": {"name": "flowers", "tag": "def456", "fromTrainingJob": "train-8"}},
+            },
+        )
+        status = harness.wait_status(lambda s: len(s.get("revisions", [])) == 2, "revision 2")
+        promoted = status["revisions"][1]
+        assert (promoted["modelTag"], promoted["trainingJob"]) == ("flowers:def456", "train-8")
+        # A tag set by hand afterwards is not attributed to train-8, whatever the annotation still says.
+        harness.patch_spec({"model": {"name": "flowers", "tag": "hand-picked"}})
+        status = harness.wait_status(lambda s: len(s.get("revisions", [])) == 3, "revision 3")
+        assert status["revisions"][2]["modelTag"] == "flowers:hand-picked"
+        assert "trainingJob" not in status["revisions"][2]
 
 
 def test_a_spec_that_cannot_work_is_reported_on_the_field(harness: Harness) -> None:
