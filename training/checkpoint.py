@@ -26,6 +26,10 @@ CONFIG_FILE = "config.yaml"
 KEEP_CHECKPOINTS = 2
 
 
+def best_file(epoch: int) -> str:
+    return f"best-epoch-{epoch:04d}.pt"
+
+
 def checkpoint_name(epoch: int) -> str:
     return f"checkpoint-epoch-{epoch:04d}.pt"
 

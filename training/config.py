@@ -167,3 +167,13 @@ class RunContext:
             status_reporting=reporting == "kubernetes",
             metrics_address=env.get("MODELYARD_METRICS_ADDRESS") or "0.0.0.0",
         )
+
+
+def changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted paths whose values differ between two wire-form specs."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        paths: list[str] = []
+        for key in sorted(set(before) | set(after)):
+            paths += changed_fields(before.get(key), after.get(key), f"{prefix}{key}.")
+        return paths
+    return [] if before == after else [prefix.rstrip(".")]

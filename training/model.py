@@ -6,6 +6,7 @@ run time, and a missing file is an error that says where it looked.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -15,9 +16,10 @@ import torchvision
 from torch import nn
 
 from modelyard.api.training_job import ModelSpec
+from modelyard.training.errors import ConfigError
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(ConfigError, FileNotFoundError):
     """The pretrained backbone weights are not on disk where the spec says (or in the torchvision cache)."""
 
 
@@ -78,13 +80,13 @@ def resolve_weights(spec: ModelSpec) -> Path:
 def _load_backbone_weights(resnet: nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise ConfigError(f"model.weights: {path} does not hold a state dict")
     missing, unexpected = resnet.load_state_dict(state, strict=False)
     # The ImageNet classifier (fc) is replaced anyway, so a backbone-only file is fine; anything else is not.
     missing = [key for key in missing if not key.startswith("fc.")]
     if missing or unexpected:
-        raise ValueError(
-            f"{path} does not match a torchvision {type(resnet).__name__}: "
+        raise ConfigError(
+            f"model.weights: {path} does not match a torchvision {type(resnet).__name__}: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
@@ -102,3 +104,12 @@ def build_model(spec: ModelSpec, *, load_pretrained: bool = True) -> AttentionCl
         OrderedDict((name, child) for name, child in resnet.named_children() if name not in ("avgpool", "fc"))
     )
     return AttentionClassifier(features, feature_channels, spec)
+
+
+def parameters_digest(model: nn.Module) -> str:
+    """sha256 of the parameters: equal on every rank when DDP kept them in step."""
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(parameter.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()

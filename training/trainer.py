@@ -6,7 +6,6 @@ the best model into the BentoML store with a summary. Every rank runs this; only
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -18,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from modelyard.api.training_job import MetricName, TrainingJobSpec
+from modelyard.api.training_job import TrainingJobSpec
 from modelyard.training import checkpoint, distributed, export
-from modelyard.training.config import LoadedConfig, RunContext
+from modelyard.training.config import LoadedConfig, RunContext, changed_fields
 from modelyard.training.data import (
     BadImageTracker,
     DataSplit,
@@ -33,7 +32,6 @@ from modelyard.training.data import (
 )
 from modelyard.training.errors import ConfigError
 from modelyard.training.loop import (
-    Evaluation,
     Trainee,
     autocast_dtype,
     evaluate,
@@ -44,8 +42,9 @@ from modelyard.training.loop import (
     steps_per_epoch,
     train_epoch,
 )
-from modelyard.training.model import AttentionClassifier, build_model
+from modelyard.training.model import AttentionClassifier, build_model, parameters_digest
 from modelyard.training.progress import ProgressLog
+from modelyard.training.selection import BestSoFar
 from modelyard.training.telemetry import Plan, Telemetry
 from modelyard.training.transforms import eval_transform, train_transform
 
@@ -60,51 +59,6 @@ class TrainingResult:
     best_epoch: int | None
     metrics: dict[str, float]
     summary: dict[str, Any]
-
-
-def best_file(epoch: int) -> str:
-    return f"best-epoch-{epoch:04d}.pt"
-
-
-def parameters_digest(model: nn.Module) -> str:
-    """sha256 of the parameters: equal on every rank when DDP kept them in step."""
-    digest = hashlib.sha256()
-    for name, parameter in sorted(model.named_parameters()):
-        digest.update(name.encode())
-        digest.update(parameter.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-@dataclass
-class BestSoFar:
-    metric: MetricName
-    min_delta: float
-    value: float | None = None
-    epoch: int | None = None
-    metrics: dict[str, float] | None = None
-    epochs_without_improvement: int = 0
-
-    def offer(self, epoch: int, evaluation: Evaluation, train_loss: float) -> bool:
-        value = evaluation.accuracy if self.metric is MetricName.VAL_ACCURACY else evaluation.loss
-        sign = 1.0 if self.metric.higher_is_better else -1.0
-        if self.value is None or sign * (value - self.value) > self.min_delta:
-            self.value, self.epoch, self.epochs_without_improvement = value, epoch, 0
-            self.metrics = {"valAccuracy": evaluation.accuracy, "valLoss": evaluation.loss, "trainLoss": train_loss}
-            return True
-        self.epochs_without_improvement += 1
-        return False
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "epoch": self.epoch,
-            "metrics": self.metrics,
-            "epochs_without_improvement": self.epochs_without_improvement,
-        }
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.value, self.epoch, self.metrics = state["value"], state["epoch"], state["metrics"]
-        self.epochs_without_improvement = state["epochs_without_improvement"]
 
 
 def seed_everything(seed: int) -> None:
@@ -225,8 +179,16 @@ class _Run:
                 f"({state['config'].get('model')}); use another checkpoint folder to train this one"
             )
         model.load_state_dict(state["model"])
-        trainee.optimizer.load_state_dict(state["optimizer"])
+        changed = changed_fields(state["config"], self.wire_spec)
+        if changed:
+            self.log.event("config_changed", checkpoint=str(latest), fields=changed)
+        previous_optimizer = state["config"].get("training", {}).get("optimizer", "adamw")
+        if previous_optimizer == self.training.optimizer.value:
+            trainee.optimizer.load_state_dict(state["optimizer"])
+        else:
+            self.log.event("optimizer_reset", reason=f"training.optimizer changed from {previous_optimizer}")
         trainee.scheduler.load_state_dict(state["scheduler"])
+        self._apply_recipe(trainee)
         if trainee.scaler is not None and state.get("scaler"):
             trainee.scaler.load_state_dict(state["scaler"])
         best.load(state["best"])
@@ -235,6 +197,17 @@ class _Run:
         finished = bool(state.get("stopped_early")) or epoch >= self.training.epochs
         self.log.event("resumed", every_rank=True, checkpoint=str(latest), epoch=epoch, nextEpoch=epoch + 1)
         return epoch + 1, int(state["step"]), finished, list(state.get("history", []))
+
+    def _apply_recipe(self, trainee: Trainee) -> None:
+        """The spec's learning rate and weight decay over the ones restored with the optimizer and scheduler: a
+        resumed run follows the config it was started with, not the checkpoint's."""
+        scheduler, training = trainee.scheduler, self.training
+        scheduler.base_lrs = [training.learning_rate] * len(trainee.optimizer.param_groups)
+        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+        for group, weight_decay in zip(trainee.optimizer.param_groups, (training.weight_decay, 0.0), strict=True):
+            group["initial_lr"] = training.learning_rate
+            group["lr"] = training.learning_rate * factor
+            group["weight_decay"] = weight_decay
 
     def _epochs(
         self,
@@ -274,7 +247,7 @@ class _Run:
             saved = None
             if context.is_main:
                 if improved:
-                    checkpoint.save_torch(self.directory / best_file(epoch), base_model.state_dict())
+                    checkpoint.save_torch(self.directory / checkpoint.best_file(epoch), base_model.state_dict())
                 state = {
                     "model": base_model.state_dict(),
                     "optimizer": trainee.optimizer.state_dict(),
@@ -288,7 +261,7 @@ class _Run:
                 }
                 saved = checkpoint.save_checkpoint(self.directory, epoch, state, self.wire_spec)
                 for stale in self.directory.glob("best-epoch-*.pt"):
-                    if best.epoch is not None and stale.name != best_file(best.epoch):
+                    if best.epoch is not None and stale.name != checkpoint.best_file(best.epoch):
                         stale.unlink(missing_ok=True)
             else:
                 self._gather_rng_states()
@@ -326,7 +299,9 @@ class _Run:
         model = build_model(self.spec.model, load_pretrained=False)
         if best.epoch is None:
             raise ConfigError("no epoch was completed, so there is no model to save")
-        model.load_state_dict(torch.load(self.directory / best_file(best.epoch), map_location="cpu", weights_only=True))
+        model.load_state_dict(
+            torch.load(self.directory / checkpoint.best_file(best.epoch), map_location="cpu", weights_only=True)
+        )
         model.eval()
         metrics = {**(best.metrics or {}), "bestEpoch": float(best.epoch)}
         summary = {
