@@ -27,7 +27,7 @@ from modelyard.api import GROUP, VERSION
 from modelyard.api.common import utcnow
 from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentPhase, ModelDeploymentStatus
 from modelyard.operator import analysis, naming, status
-from modelyard.operator.apply import apply
+from modelyard.operator.apply import NameTakenError, apply
 from modelyard.operator.builders.serving import (
     ServedRevision,
     as_revision,
@@ -60,6 +60,8 @@ HPA = register_kind(Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizonta
 PDB = register_kind(Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"))
 POD = register_kind(Kind("v1", "Pod", "pods"))
 KIND = "ModelDeployment"
+# An API refusal or a bug is not fixed by retrying at once; the log says what happened each time.
+UNEXPECTED_ERROR_RETRY_SECONDS = 10.0
 
 # Wake-up calls for the per-object loops, keyed by (namespace, name); set by the event handlers below.
 _wakeups: dict[tuple[str, str], asyncio.Event] = {}
@@ -237,7 +239,12 @@ def reconcile(context: OperatorContext, namespace: str, name: str, now: datetime
         METRICS.rollbacks.labels(namespace=namespace, modeldeployment=name, reason=reason).inc()
     md.status = new
     _export_gauges(md)
-    _apply_children(context, body, md)
+    try:
+        _apply_children(context, body, md)
+    except NameTakenError as error:
+        # Someone else's object holds a child's name: say so on the ModelDeployment, touch nothing of theirs.
+        _record_failure(kube, body, str(error), "ChildNameTaken", now)
+        return settings.serving_resync_seconds
     settled = new.phase in (ModelDeploymentPhase.READY, ModelDeploymentPhase.ROLLED_BACK, ModelDeploymentPhase.FAILED)
     return settings.serving_resync_seconds if settled else settings.serving_poll_seconds
 
@@ -274,12 +281,9 @@ async def modeldeployment_loop(
             except kopf.TemporaryError as error:
                 log.info("ModelDeployment %s/%s: %s", namespace, name, error)
                 delay = float(error.delay or context.settings.serving_poll_seconds)
-            except kopf.PermanentError as error:
-                log.error("ModelDeployment %s/%s: %s", namespace, name, error)
-                delay = context.settings.serving_resync_seconds
             except Exception:
                 log.exception("ModelDeployment %s/%s: reconciliation failed; retrying", namespace, name)
-                delay = context.settings.serving_poll_seconds
+                delay = max(context.settings.serving_poll_seconds, UNEXPECTED_ERROR_RETRY_SECONDS)
             if delay is None:
                 break
             await _pause(stopped, wake, delay)

@@ -289,3 +289,20 @@ def test_a_spec_that_cannot_work_is_reported_on_the_field(harness: Harness) -> N
         with pytest.raises(kubernetes.client.ApiException) as missing:
             harness.apps.read_namespaced_deployment(NAME, NAMESPACE)
         assert missing.value.status == 404
+
+
+def test_a_foreign_object_holding_a_childs_name_is_reported_and_left_alone(harness: Harness) -> None:
+    foreign = {"metadata": {"name": NAME, "labels": {"team": "web"}}, "spec": {"ports": [{"port": 8080}]}}
+    harness.core.create_namespaced_service(NAMESPACE, foreign)
+    with harness.operator():
+        harness.create()
+        status = harness.wait_status(
+            lambda s: any(c["reason"] == "ChildNameTaken" for c in s.get("conditions", [])), "ChildNameTaken"
+        )
+        degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        assert "is not managed by modelyard" in degraded["message"]
+        assert harness.events("ChildNameTaken")
+        service = harness.core.read_namespaced_service(NAME, NAMESPACE)
+        assert service.metadata.labels == {"team": "web"}
+        assert [p.port for p in service.spec.ports] == [8080]
+        assert not service.metadata.owner_references
