@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kmock
 import kubernetes
 import pytest
 
@@ -208,3 +209,18 @@ def test_the_emulator_runs_as_a_process_for_use_by_hand(tmp_path: Path) -> None:
         finally:
             process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_kmock_reactions_inject_faults_ahead_of_the_emulator(k8s_api: KubernetesApi) -> None:
+    core = kubernetes.client.CoreV1Api(k8s_api.client)
+    configmaps = kmock.resource("", "v1", "configmaps")
+    k8s_api.emulator[kmock.action.CREATE, configmaps][:1] << 503  # the next create only
+    k8s_api.emulator[kmock.action.LIST, configmaps, kmock.namespace("broken")] << 500
+    with pytest.raises(kubernetes.client.ApiException) as unavailable:
+        core.create_namespaced_config_map("default", configmap("first"))
+    assert unavailable.value.status == 503
+    core.create_namespaced_config_map("default", configmap("second"))
+    assert [cm.metadata.name for cm in core.list_namespaced_config_map("default").items] == ["second"]
+    with pytest.raises(kubernetes.client.ApiException) as failing:
+        core.list_namespaced_config_map("broken")
+    assert failing.value.status == 500

@@ -17,7 +17,7 @@ import aiohttp.web
 import attrs
 import kmock
 import yaml
-from kmock._internal import rendering
+from kmock._internal import dsl, rendering
 from typing_extensions import override
 
 from tests.support.emulator import discovery, errors, protobuf, tables, watch
@@ -112,6 +112,38 @@ class Emulator(kmock.KubernetesScaffold):
         except Exception as error:
             self.internal_errors.append(error)
             return await self._render_error(error)
+
+    @override
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """kmock's own dispatch (highest priority first, the first reaction that sees the request serves it), except
+        for how a reaction is found to see the request: kmock re-filters the whole request log for every reaction on
+        every request, which is quadratic (1,000 ConfigMaps took 70 s). See `_sees`."""
+        priorities = [payload.priorities for payload in self._payloads]
+        width = max((len(priority) for priority in priorities), default=0)
+        padded = [tuple(-p for p in priority) + (0,) * (width - len(priority)) for priority in priorities]
+        for index in sorted(range(len(padded)), key=lambda i: padded[i]):
+            payload = self._payloads[index]
+            if self._sees(payload._source, request) and not payload._disabled.is_set():
+                try:
+                    return await payload(request)
+                except rendering.ReactionMismatchError:  # either mismatch or depletion
+                    payload._disabled.set()
+                except NotImplementedError:  # matched, but non-actionable
+                    pass
+        raise NotImplementedError("no reaction matches the request")
+
+    def _sees(self, view: dsl.View, request: rendering.Request) -> bool:
+        """Whether `view` sees `request`, the newest request in this emulator's log. A chain of plain filters is
+        decided on the request alone; slices, groups and exclusions depend on earlier requests: kmock decides."""
+        while True:
+            if view is self:
+                return True
+            if type(view) is dsl.Filter:
+                if not view.criteria(request):
+                    return False
+            elif type(view) is not dsl.Priority:
+                return request in view
+            view = view._source
 
     @staticmethod
     def _parse(raw: aiohttp.web.BaseRequest, body: bytes) -> rendering.Request:
