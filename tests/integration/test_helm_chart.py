@@ -41,7 +41,7 @@ def test_rendered_objects_pass_strict_kubernetes_validation(values: Path, tmp_pa
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(run(helm_template_args([values], extra=["--include-crds"])).stdout)
     for version in KUBERNETES_VERSIONS:
-        done = run(["kubernetes-validate", "--strict", "-k", version, str(rendered)], check=False)
+        done = run([tool("kubernetes-validate"), "--strict", "-k", version, str(rendered)], check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "passed for resource deployment/" in done.stdout
         unknown = [line for line in done.stdout.splitlines() if line.startswith("WARN")]

@@ -47,6 +47,6 @@ def test_kustomize_renders_valid_objects(tmp_path: Path) -> None:
             assert obj["metadata"]["namespace"] == NAMESPACE
     rendered = tmp_path / "base.yaml"
     rendered.write_text(text)
-    done = run(["kubernetes-validate", "--strict", str(rendered)], check=False)
+    done = run([tool("kubernetes-validate"), "--strict", str(rendered)], check=False)
     assert done.returncode == 0, done.stdout
     assert "WARN" not in done.stdout, done.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ NAMESPACE = "modelyard-system"
 
 
 def tool(name: str) -> str:
-    """Path of a tool: .bin/ first (the pinned versions), then PATH."""
-    pinned = REPO_ROOT / ".bin" / name
-    if pinned.exists():
-        return str(pinned)
+    """Path of a tool: .bin/ first (the pinned versions), then this interpreter's scripts (kubernetes-validate), then
+    PATH."""
+    for candidate in (REPO_ROOT / ".bin" / name, Path(sys.executable).parent / name):
+        if candidate.exists():
+            return str(candidate)
     found = shutil.which(name)
     if found is None:
         pytest.fail(f"{name} is not installed: run `bash scripts/install-kube-tools.sh`")
