@@ -88,11 +88,10 @@ async def after_removal(api: Api, rtype: ResourceType, removed: dict[str, Any], 
 
 
 async def collect_garbage(api: Api, owner_uid: str, policy: str) -> None:
-    live_uids = {obj["metadata"]["uid"] for _, obj in api.store.all_live()}
-    for resource, obj in list(api.store.all_live()):
-        references = obj["metadata"].get("ownerReferences") or []
-        if not any(reference.get("uid") == owner_uid for reference in references):
-            continue
+    dependents = api.store.dependents(owner_uid)
+    live_uids = api.store.live_uids() if dependents else set()
+    for resource, obj in dependents:
+        references = obj["metadata"]["ownerReferences"]
         dependent_type = api.resolve(resource.group or "", resource.version or "", resource.plural or "")
         if dependent_type is None:
             continue

@@ -68,10 +68,22 @@ class Store:
         ]
         return [copy.deepcopy(stored.raw) for _, _, stored in sorted(found, key=lambda item: item[:2])]
 
-    def all_live(self) -> Iterator[tuple[kmock.resource, dict[str, Any]]]:
-        for (resource, _, _), stored in list(self.objects.items()):
+    def _live(self) -> Iterator[tuple[kmock.resource, dict[str, Any]]]:
+        """Live objects as stored (shallow views: read them, never change them)."""
+        for (resource, _, _), stored in self.objects.items():
             if not stored.deleted:
-                yield resource, copy.deepcopy(stored.raw)
+                yield resource, stored.raw
+
+    def live_uids(self) -> set[str]:
+        return {str(obj["metadata"]["uid"]) for _, obj in self._live()}
+
+    def dependents(self, owner_uid: str) -> list[tuple[kmock.resource, dict[str, Any]]]:
+        """Live objects with an ownerReference to `owner_uid` (copies)."""
+        return [
+            (resource, copy.deepcopy(obj))
+            for resource, obj in self._live()
+            if any(reference.get("uid") == owner_uid for reference in obj["metadata"].get("ownerReferences") or [])
+        ]
 
     def next_revision(self) -> str:
         self.revision += 1
