@@ -305,19 +305,28 @@ def _steady(
         reason = (current.message or "RolloutFailed").split(":", 1)[0]
         set_phase(status, ModelDeploymentPhase.FAILED, generation, now, reason, current.message or "")
         return
-    if observation.health is Health.FAILED or (observation.replicas > 0 and observation.ready_replicas == 0):
-        if observation.health is Health.COMPLETE:
-            reason, message = "NoReadyReplicas", "no replica is ready"
-        else:
+    rolled_back = serving_rolled_back(status)
+    # While a restored revision is still coming up, having no ready replica is the rollback under way.
+    unserved = observation.replicas > 0 and observation.ready_replicas == 0
+    restoring = rolled_back and observation.health is Health.PROGRESSING
+    if observation.health is Health.FAILED or (unserved and not restoring):
+        if observation.health is Health.FAILED:
             reason, message = observation.reason, observation.message
+        else:
+            reason, message = "NoReadyReplicas", f"no replica is ready ({observation.message})"
         set_phase(status, ModelDeploymentPhase.DEGRADED, generation, now, reason, message)
         return
-    newest = status.revisions[-1]
-    if newest.revision != current.revision and status.last_rollback is not None:
+    if rolled_back and status.last_rollback is not None:
         record = status.last_rollback
         set_phase(status, ModelDeploymentPhase.ROLLED_BACK, generation, now, record.reason, record.message)
         return
     set_phase(status, ModelDeploymentPhase.READY, generation, now, observation.reason, observation.message)
+
+
+def serving_rolled_back(status: ModelDeploymentStatus) -> bool:
+    """Whether the Deployment runs an older revision than the newest because of a rollback."""
+    newest = status.revisions[-1] if status.revisions else None
+    return status.last_rollback is not None and newest is not None and newest.revision != status.current_revision
 
 
 def set_phase(
@@ -337,11 +346,14 @@ def set_phase(
     serving = status.ready_replicas > 0 and phase not in (ModelDeploymentPhase.DEGRADED, ModelDeploymentPhase.FAILED)
     replicas = f"{status.ready_replicas} of {status.replicas} replicas ready"
     types = ModelDeploymentConditionType
+    # RolledBack says what runs, whatever the phase: a restored revision may also be degraded.
+    record = status.last_rollback
+    rolled_back = (record.reason, record.message) if record is not None else (reason, message)
     wanted: list[tuple[ModelDeploymentConditionType, bool, str, str]] = [
         (types.READY, serving, phase.value if serving else "NoReadyReplicas", replicas),
         (types.PROGRESSING, phase is ModelDeploymentPhase.PROGRESSING, reason, message),
         (types.DEGRADED, phase in (ModelDeploymentPhase.DEGRADED, ModelDeploymentPhase.FAILED), reason, message),
-        (types.ROLLED_BACK, phase is ModelDeploymentPhase.ROLLED_BACK, reason, message),
+        (types.ROLLED_BACK, phase is ModelDeploymentPhase.ROLLED_BACK or serving_rolled_back(status), *rolled_back),
     ]
     conditions: list[dict[str, Any]] = [c.to_wire() for c in status.conditions]
     for type_, flag, why, text in wanted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from modelyard.operator.settings import Settings
 from tests.conftest import KubernetesApi, RunOperator
 from tests.support.clients import CustomObjects
 from tests.support.cluster import Cluster
+from tests.support.kube_tools import tool
 from tests.support.operator_process import OperatorProcess
 
 NAMESPACE = "default"
@@ -120,6 +122,20 @@ class Harness:
                 if sample.name == "modelyard_rollbacks_total" and sample.labels.get("modeldeployment") == NAME:
                     counted[sample.labels["reason"]] = sample.value
         return counted
+
+    def kubectl_get(self) -> list[str]:
+        """`kubectl get md <name> -o wide`: the printer columns (header, then the row) as kubectl shows them."""
+        env = {"KUBECONFIG": str(self.api.kubeconfig), "HOME": str(self.api.kubeconfig.parent), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [tool("kubectl"), "get", "md", NAME, "-n", NAMESPACE, "-o", "wide"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
 
     def events(self, reason: str) -> list[Any]:
         listed = self.core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={NAME}")

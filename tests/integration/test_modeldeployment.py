@@ -114,6 +114,10 @@ def test_progress_deadline_restores_the_stable_model_once_and_never_rolls_forwar
         status = harness.status()
         assert status["phase"] == "RolledBack"
         assert len(status["revisions"]) == 2
+        header, row = harness.kubectl_get()
+        assert header.split()[:7] == ["NAME", "PHASE", "READY", "REPLICAS", "MODEL", "REVISION", "STABLE"]
+        assert row.split()[:7] == [NAME, "RolledBack", "1", "1", "flowers:v1", "1", "1"]
+        assert "http://flowers.default.svc" in row
         assert harness.rollbacks_counted() == {"ProgressDeadlineExceeded": 1.0}
         assert len(harness.events("RolledBack")) == 1
 

@@ -328,3 +328,25 @@ def test_status_round_trips_through_the_wire_form() -> None:
     restored = ModelDeploymentStatus.model_validate(cluster.status.to_wire())
     assert restored == cluster.status
     assert restored.revisions[1].outcome is RevisionOutcome.FAILED
+
+
+def test_a_rollback_still_coming_up_is_rolled_back_not_degraded_and_says_so_in_every_condition() -> None:
+    cluster = Cluster(spec())
+    cluster.reconcile(desired("v1"), COMPLETE)
+    cluster.reconcile(desired("v2"), STUCK)
+    restoring = Observation(Health.PROGRESSING, "ReplicaSetUpdated", "0 of 1 updated replicas available", 1, 0)
+    cluster.reconcile(desired("v2"), restoring)
+    assert cluster.status.phase is ModelDeploymentPhase.ROLLED_BACK
+    assert conditions(cluster.status) == {
+        "Ready": "False",
+        "Progressing": "False",
+        "Degraded": "False",
+        "RolledBack": "True",
+    }
+    # The restored revision failing too is degraded, and still rolled back: both conditions hold at once.
+    cluster.reconcile(desired("v2"), STUCK)
+    assert cluster.status.phase is ModelDeploymentPhase.DEGRADED
+    assert conditions(cluster.status)["Degraded"] == "True"
+    rolled_back = next(c for c in cluster.status.conditions if c.type == "RolledBack")
+    assert (rolled_back.status.value, rolled_back.reason) == ("True", "ProgressDeadlineExceeded")
+    assert cluster.rollbacks == ["ProgressDeadlineExceeded"]
