@@ -264,7 +264,8 @@ async def _pause(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
             waiter.cancel()
 
 
-@kopf.daemon(GROUP, VERSION, "modeldeployments", cancellation_timeout=30)
+# The loop notices `stopped` within a pass; cancelling it mid-pass would only cut an API call short.
+@kopf.daemon(GROUP, VERSION, "modeldeployments", cancellation_backoff=5, cancellation_timeout=30)
 async def modeldeployment_loop(
     stopped: kopf.DaemonStopped, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
