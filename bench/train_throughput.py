@@ -1,0 +1,246 @@
+"""Training throughput of the proposal's full model (ResNet-50 + attention, 224x224 by default).
+
+Measures images/s, the share of step time spent waiting for data, and peak memory, for
+- the baseline: the proposal's recipe (fp16 autocast + GradScaler, NCHW, eager, batch 32), and
+- Modelyard's recipe: bf16 where the GPU supports it (fp32 on a CPU), channels_last, optionally torch.compile,
+each on synthetic tensors (the model's speed alone) and through the real input pipeline (a JPEG class folder this
+script writes, decoded and augmented by DataLoader workers), all in the same run, printed as ratios to the baseline.
+It drives the trainer's own `train_epoch`, so it measures exactly the code that trains.
+
+    python bench/train_throughput.py                       # CUDA if present, else CPU with tiny step counts
+    python bench/train_throughput.py --steps 50 --batch-size 128 --compile --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from modelyard.api.training_job import DataSpec, ModelSpec, Precision, TrainingSpec
+from modelyard.training.data import BadImageTracker, Batch, EpochSampler, ImageDataset, load_split, make_loader
+from modelyard.training.distributed import Distributed
+from modelyard.training.loop import (
+    Trainee,
+    autocast_dtype,
+    make_optimizer,
+    make_scaler,
+    make_scheduler,
+    resolve_precision,
+    train_epoch,
+)
+from modelyard.training.model import build_model
+from modelyard.training.transforms import train_transform
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    precision: Precision
+    channels_last: bool
+    compile: bool
+    batch_size: int
+
+
+@dataclass
+class Measurement:
+    recipe: str
+    data: str
+    batch_size: int
+    precision: str
+    images_per_second: float
+    data_wait_fraction: float
+    peak_memory_bytes: int
+    steps: int
+    ratio_to_baseline: float | None = None
+
+
+class SyntheticBatches:
+    """The same random batch over and over: the model's speed without any input pipeline."""
+
+    def __init__(self, batch_size: int, image_size: int, classes: int, steps: int, pin: bool) -> None:
+        images = torch.randn(batch_size, 3, image_size, image_size)
+        labels = torch.randint(0, classes, (batch_size,))
+        self.batch = Batch(images.pin_memory() if pin else images, labels.pin_memory() if pin else labels, [])
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Batch]:
+        for _ in range(self.steps):
+            yield self.batch
+
+
+def write_jpeg_folder(root: Path, images: int, classes: int, size: int, seed: int = 0) -> Path:
+    """`images` JPEGs of `size` px in `classes` folders: smooth colour fields with noise, so they decode like photos
+    (a few tens of kB each), not like flat colour."""
+    rng = np.random.default_rng(seed)
+    gradient = np.linspace(0, 1, size, dtype=np.float32)
+    for index in range(images):
+        folder = root / f"class-{index % classes:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        colours = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        field = gradient[:, None, None] * colours[0] + gradient[None, :, None] * (255 - colours[1])
+        pixels = np.clip(field / 2 + rng.normal(0, 20, size=(size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index:06d}.jpg", quality=90)
+    return root
+
+
+def peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    # The process's peak resident set (KiB on Linux): on a CPU every recipe runs in this one process.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def measure(
+    recipe: Recipe, data: str, args: argparse.Namespace, device: torch.device, dataset_root: Path | None
+) -> Measurement:
+    torch.manual_seed(0)
+    spec = ModelSpec(backbone=args.backbone, pretrained=False, num_classes=args.classes)
+    model = build_model(spec).to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(recipe.precision, device)
+    training = TrainingSpec(
+        batch_size=recipe.batch_size, warmup_epochs=0, log_every_steps=10**6, precision=precision,
+        channels_last=recipe.channels_last, compile=recipe.compile,
+    )  # fmt: skip
+    optimizer = make_optimizer(model, training)
+    compiled: nn.Module = torch.compile(model) if recipe.compile else model  # type: ignore[assignment]
+    trainee = Trainee(
+        model=compiled, optimizer=optimizer, scheduler=make_scheduler(optimizer, training, args.steps + args.warmup),
+        scaler=make_scaler(precision, device), dtype=autocast_dtype(precision), criterion=nn.CrossEntropyLoss(),
+        device=device, channels_last=recipe.channels_last,
+    )  # fmt: skip
+    context = Distributed(0, 1, 0, device)
+    pin = device.type == "cuda"
+    if data == "synthetic":
+        loaders: list[Any] = [
+            SyntheticBatches(recipe.batch_size, args.image_size, args.classes, steps, pin)
+            for steps in (args.warmup, args.steps)
+        ]
+    else:
+        assert dataset_root is not None
+        data_spec = DataSpec(path=str(dataset_root), image_size=args.image_size, num_workers=args.workers)
+        split = load_split(data_spec, args.classes, seed=0)
+        dataset = ImageDataset(split.train + split.val, train_transform(args.image_size, data_spec.augmentation,
+                                                                        data_spec.normalization))  # fmt: skip
+        sampler = EpochSampler(len(dataset), seed=0)
+        loader = make_loader(dataset, sampler, recipe.batch_size, args.workers, train=True, pin=pin)
+        loaders = [loader, loader]
+    tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    results = []
+    for phase, (loader, steps) in enumerate(zip(loaders, (args.warmup, args.steps), strict=True)):
+        if steps == 0:
+            continue
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        result = train_epoch(
+            trainee, loader, epoch=phase, first_step=0, training=training, max_steps=steps, context=context,
+            bad_images=tracker, on_step=lambda report: None,
+        )  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        results.append((result, time.perf_counter() - started))
+    timed, seconds = results[-1]
+    return Measurement(
+        recipe=recipe.name,
+        data=data,
+        batch_size=recipe.batch_size,
+        precision=precision.value,
+        images_per_second=timed.images / seconds,
+        data_wait_fraction=timed.data_wait_seconds / seconds,
+        peak_memory_bytes=peak_memory(device),
+        steps=timed.steps,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32, help="Batch of Modelyard's recipe (baseline: 32).")
+    parser.add_argument("--steps", type=int, default=None, help="Timed steps (default: 30 on CUDA, 2 on a CPU).")
+    parser.add_argument("--warmup", type=int, default=None, help="Untimed steps first (default: 10 on CUDA, 1).")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs, at most 8).")
+    parser.add_argument("--images", type=int, default=None, help="JPEGs written for the real pipeline.")
+    parser.add_argument("--jpeg-size", type=int, default=320, help="Side of the written JPEGs.")
+    parser.add_argument("--compile", action="store_true", help="torch.compile Modelyard's recipe too.")
+    parser.add_argument("--data", choices=["synthetic", "pipeline", "both"], default="both")
+    parser.add_argument("--json", type=Path, help="Also write the measurements here.")
+    args = parser.parse_args(argv)
+
+    cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
+    device = torch.device("cuda" if cuda else "cpu")
+    args.steps = args.steps if args.steps is not None else (30 if cuda else 2)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
+    args.workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    largest_batch = max(args.batch_size, 32)
+    args.images = args.images or largest_batch * (args.steps + args.warmup + 1)
+    recipes = [
+        Recipe("baseline (fp16+scaler, NCHW, eager, batch 32)", Precision.FP16, False, False, 32),
+        Recipe(
+            f"modelyard ({'auto precision'}, channels_last, {'compiled' if args.compile else 'eager'}, "
+            f"batch {args.batch_size})",
+            Precision.AUTO, True, args.compile, args.batch_size,
+        ),
+    ]  # fmt: skip
+    print(
+        f"device {device}{' ' + torch.cuda.get_device_name(device) if cuda else ''}, torch {torch.__version__}, "
+        f"{args.backbone} {args.image_size}x{args.image_size}, {args.steps} timed steps after {args.warmup}, "
+        f"{args.workers} workers",
+        flush=True,
+    )
+    modes = ["synthetic", "pipeline"] if args.data == "both" else [args.data]
+    measurements: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
+        root = None
+        if "pipeline" in modes:
+            started = time.perf_counter()
+            root = write_jpeg_folder(Path(scratch) / "jpegs", args.images, args.classes, args.jpeg_size)
+            print(
+                f"wrote {args.images} JPEGs of {args.jpeg_size}px in {time.perf_counter() - started:.1f}s", flush=True
+            )
+        for data in modes:
+            baseline = None
+            for recipe in recipes:
+                result = measure(recipe, data, args, device, root)
+                if baseline is None:
+                    baseline = result.images_per_second
+                result.ratio_to_baseline = result.images_per_second / baseline
+                measurements.append(result)
+                print(
+                    f"{data:9s}  {recipe.name:60s}  {result.images_per_second:9.1f} img/s  "
+                    f"data-wait {result.data_wait_fraction:5.1%}  peak {result.peak_memory_bytes / 2**30:6.2f} GiB  "
+                    f"x{result.ratio_to_baseline:.2f}",
+                    flush=True,
+                )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(m) for m in measurements], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
