@@ -69,7 +69,10 @@ async def _multipart_problem(headers: Headers, body: bytes, file_field: str) -> 
     except MultiPartException as error:
         return f"malformed multipart body: {error.message}"
     try:
-        for value in form.getlist(file_field):
+        # BentoML JSON-decodes any other field and fails with a 500 on a file there: only the one field is allowed.
+        for name, value in form.multi_items():
+            if name != file_field:
+                return f"unexpected form field {name!r}: send the images as files in {file_field!r}"
             if not isinstance(value, UploadFile):
                 return f"the form field {file_field!r} must be a file upload (with a filename), not text"
     finally:
@@ -143,7 +146,7 @@ class RequestGuard:
         if media_type == "multipart/form-data":
             problem = await _multipart_problem(headers, body, self.file_field)
             if problem is not None:
-                reason = RejectReason.MALFORMED_REQUEST if problem.startswith("malformed") else RejectReason.NOT_A_FILE
+                reason = RejectReason.NOT_A_FILE if "file upload" in problem else RejectReason.MALFORMED_REQUEST
                 await self._refuse(send, 400, reason, problem)
                 return
         await self.app(scope, _replay(body, receive), send)

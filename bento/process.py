@@ -101,22 +101,26 @@ class ServiceProcess:
 
     def wait_listening(self, timeout: float) -> None:
         """Until the HTTP server answers at all (200 or 503 on /readyz)."""
-        self._wait(timeout, lambda status: status != 0, "answer on /readyz")
+        self.wait_for(lambda status, _: status != 0, timeout, "answer on /readyz")
 
     def wait_ready(self, timeout: float) -> dict[str, object]:
         """Until /readyz says 200; returns its body. Raises with the last reason on timeout or exit."""
-        return self._wait(timeout, lambda status: status == 200, "be ready")
+        return self.wait_for(lambda status, _: status == 200, timeout, "be ready")
 
-    def _wait(self, timeout: float, done: Callable[[int], bool], what: str) -> dict[str, object]:
+    def wait_for(
+        self, condition: Callable[[int, dict[str, object]], bool], timeout: float, what: str
+    ) -> dict[str, object]:
+        """Until /readyz's status and body satisfy `condition`; returns the body. Raises ServiceExitedError if the
+        process ends, TimeoutError (with the last reason) if `timeout` passes."""
         deadline = time.monotonic() + timeout
-        status, body = 0, dict[str, object]()
+        body: dict[str, object] = {}
         while time.monotonic() < deadline:
             if not self.running():
                 code = self._process.returncode if self._process else None
                 message = f"the service exited with code {code} before it would {what}{self._log_hint()}"
                 raise ServiceExitedError(message)
             status, body = readiness(self.url)
-            if done(status):
+            if condition(status, body):
                 return body
             time.sleep(0.2)
         last = body.get("reason") if body else "no answer"
