@@ -31,9 +31,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def serve_command(host: str, port: int) -> list[str]:
-    """The `bentoml serve` command line of the service."""
-    return [sys.executable, "-m", "bentoml", "serve", SERVICE_TARGET, "--host", host, "--port", str(port)]
+def serve_command(host: str, port: int, target: str = SERVICE_TARGET) -> list[str]:
+    """The `bentoml serve` command line of the service (`target`: the service class, or a built Bento's tag)."""
+    return [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
 
 
 def exec_service(host: str, port: int, env: Mapping[str, str]) -> NoReturn:
@@ -57,7 +57,8 @@ def readiness(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
 
 
 class ServiceProcess:
-    """The service on 127.0.0.1:`port`, with `env` added to this process's environment; a context manager."""
+    """The service on 127.0.0.1:`port`, with `env` added to this process's environment; a context manager.
+    `target` is the service class, or the tag of a built Bento in BENTOML_HOME."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class ServiceProcess:
         host: str = "127.0.0.1",
         log: Path | None = None,
         cwd: Path | None = None,
+        target: str = SERVICE_TARGET,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -74,6 +76,7 @@ class ServiceProcess:
         self.env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "NO_ALBUMENTATIONS_UPDATE": "1", **env}
         self.log = log
         self.cwd = cwd
+        self.target = target
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -87,7 +90,7 @@ class ServiceProcess:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = output = self.log.open("ab")
         self._process = subprocess.Popen(
-            serve_command(self.host, self.port),
+            serve_command(self.host, self.port, self.target),
             env=self.env,
             cwd=self.cwd,
             stdout=output,
