@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from modelyard.api.training_job import TrainingJobSpec
+from modelyard.api.training_job import ClassBalancing, TrainingJobSpec
 from modelyard.training import checkpoint, distributed, export
 from modelyard.training.config import LoadedConfig, RunContext, changed_fields
 from modelyard.training.data import (
@@ -53,7 +53,7 @@ RESULT_FILE = "result.json"
 
 @dataclass
 class TrainingResult:
-    model: AttentionClassifier  # the best epoch's weights, on the CPU, in eval mode
+    model: AttentionClassifier | None  # the best epoch's weights, on the CPU, in eval mode; None on other ranks
     class_names: list[str]
     model_tag: str | None  # None on ranks other than 0
     best_epoch: int | None
@@ -104,7 +104,7 @@ class _Run:
             world_size=context.world_size,
             weights=(
                 balanced_sample_weights([sample.label for sample in split.train], spec.model.num_classes)
-                if spec.data.class_balancing.value == "weightedSampler"
+                if spec.data.class_balancing is ClassBalancing.WEIGHTED_SAMPLER
                 else None
             ),
         )
@@ -169,10 +169,14 @@ class _Run:
 
     def _resume(self, model: nn.Module, trainee: Trainee, best: BestSoFar) -> tuple[int, int, bool, list[Any]]:
         """(first epoch to run, steps done, finished, per-epoch history) from the latest checkpoint, if any."""
-        latest = checkpoint.latest_checkpoint(self.directory)
-        if latest is None:
+        # Rank 0 reads the checkpoint and hands it to the others, so pods need not share the checkpoint folder.
+        latest = checkpoint.latest_checkpoint(self.directory) if self.context.is_main else None
+        loaded = [(latest, checkpoint.load_checkpoint(latest) if latest is not None else None)]
+        if self.context.enabled:
+            torch.distributed.broadcast_object_list(loaded, src=0)
+        latest, state = loaded[0]
+        if latest is None or state is None:
             return 1, 0, False, []
-        state = checkpoint.load_checkpoint(latest)
         if state["config"].get("model") != self.wire_spec.get("model"):
             raise ConfigError(
                 f"the checkpoints in {self.directory} were written for another model "
@@ -296,13 +300,8 @@ class _Run:
         telemetry: Telemetry | None,
     ) -> TrainingResult:
         self.log.event("finished", every_rank=True, parametersDigest=parameters_digest(base_model))
-        model = build_model(self.spec.model, load_pretrained=False)
         if best.epoch is None:
             raise ConfigError("no epoch was completed, so there is no model to save")
-        model.load_state_dict(
-            torch.load(self.directory / checkpoint.best_file(best.epoch), map_location="cpu", weights_only=True)
-        )
-        model.eval()
         metrics = {**(best.metrics or {}), "bestEpoch": float(best.epoch)}
         summary = {
             "bestEpoch": best.epoch,
@@ -317,11 +316,16 @@ class _Run:
             "worldSize": self.context.world_size,
             "device": str(self.context.device),
         }
-        tag = None
-        if self.context.is_main:
-            tag = self._export(model, split, metrics, summary)
-            if telemetry is not None:
-                telemetry.model_saved(self.spec.output.model_name, tag)
+        if not self.context.is_main:
+            return TrainingResult(None, split.class_names, None, best.epoch, metrics, summary)
+        # Only rank 0 wrote the best weights (other pods may not even see its checkpoint folder).
+        model = build_model(self.spec.model, load_pretrained=False)
+        best_weights = self.directory / checkpoint.best_file(best.epoch)
+        model.load_state_dict(torch.load(best_weights, map_location="cpu", weights_only=True))
+        model.eval()
+        tag = self._export(model, split, metrics, summary)
+        if telemetry is not None:
+            telemetry.model_saved(self.spec.output.model_name, tag)
         return TrainingResult(model, split.class_names, tag, best.epoch, metrics, summary)
 
     def _export(self, model: nn.Module, split: DataSplit, metrics: dict[str, float], summary: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ def test_the_stored_model_predicts_what_the_trained_one_does(
         status_reporting=False,
     )
     result = run_training(config, run)
+    assert result.model is not None
     assert result.model_tag is not None
     assert result.model_tag.startswith("digits:")
 
