@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32, help="Batch of Modelyard's recipe (baseline: 32).")
-    parser.add_argument("--steps", type=int, default=None, help="Timed steps (default: 30 on CUDA, 2 on a CPU).")
+    parser.add_argument("--steps", type=int, default=None, help="Timed steps (default: 30 on CUDA, 1 on a CPU).")
     parser.add_argument("--warmup", type=int, default=None, help="Untimed steps first (default: 10 on CUDA, 1).")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs, at most 8).")
     parser.add_argument("--images", type=int, default=None, help="JPEGs written for the real pipeline.")
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
     device = torch.device("cuda" if cuda else "cpu")
-    args.steps = args.steps if args.steps is not None else (30 if cuda else 2)
+    args.steps = args.steps if args.steps is not None else (30 if cuda else 1)
     args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     args.workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
     largest_batch = max(args.batch_size, 32)

@@ -18,6 +18,7 @@ from modelyard.api.training_job import ResourcesSpec
 from modelyard.training.errors import ConfigError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,11 @@ def barrier(context: Distributed) -> None:
 
 
 def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of worker processes. NVLink SHARP (NVLS) multicast stays off: on shared or partitioned
-    hosts NCCL's multicast set-up can hang or fail, and DDP's all-reduce does not need it."""
+    """The environment of worker processes. NVLink multicast stays off in NCCL, PyTorch's symmetric memory and
+    NVSHMEM: on shared or partitioned hosts its set-up can hang or take the host's GPUs down, and DDP's all-reduce
+    does not need it."""
     env = dict(os.environ if environ is None else environ)
-    env["NCCL_NVLS_ENABLE"] = "0"
+    env.update(MULTICAST_OFF)
     return env
 
 

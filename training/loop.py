@@ -191,9 +191,9 @@ def train_epoch(
         interval_images += labels.numel()
         if not window_closes:
             continue
-        _optimizer_step(trainee, training)
+        if _optimizer_step(trainee, training):
+            trainee.scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        trainee.scheduler.step()
         steps += 1
         micro = 0
         last = steps >= max_steps or batches_left == 0
@@ -226,17 +226,21 @@ def train_epoch(
     )
 
 
-def _optimizer_step(trainee: Trainee, training: TrainingSpec) -> None:
+def _optimizer_step(trainee: Trainee, training: TrainingSpec) -> bool:
+    """Clip and step; False when fp16's scaler skipped the step (inf/NaN gradients, its scale then backs off), so
+    that the schedule advances with the updates actually made."""
     parameters = [p for group in trainee.optimizer.param_groups for p in group["params"]]
     if trainee.scaler is not None:
         trainee.scaler.unscale_(trainee.optimizer)  # clip the true gradients, not the scaled ones
     if training.gradient_clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(parameters, training.gradient_clip_norm)
     if trainee.scaler is not None:
+        scale = trainee.scaler.get_scale()  # a host sync, paid by fp16 only
         trainee.scaler.step(trainee.optimizer)
         trainee.scaler.update()
-    else:
-        trainee.optimizer.step()
+        return trainee.scaler.get_scale() >= scale
+    trainee.optimizer.step()
+    return True
 
 
 def _check_finite(nonfinite: torch.Tensor, context: Distributed, epoch: int, step: int) -> None:

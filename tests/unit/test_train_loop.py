@@ -141,3 +141,20 @@ def test_a_nan_loss_stops_the_epoch_with_a_clear_error() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     with pytest.raises(DivergedError, match=r"NaN or infinite \(epoch 1, by step 4\).*last good checkpoint is kept"):
         _epoch(_trainee(model, training, 4), batches, training)
+
+
+def test_a_step_that_fp16s_scaler_skips_does_not_advance_the_schedule() -> None:
+    """At an overflowing loss scale the scaler skips the update; the schedule must wait for a real one (and PyTorch
+    must not be told the scheduler ran ahead of the optimizer)."""
+    training = TrainingSpec(warmup_epochs=1, learning_rate=0.1, log_every_steps=100)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    trainee = _trainee(model, training, 4)
+    trainee.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # scaled gradients overflow to inf
+    before = model[1].weight.detach().clone()
+    [batch] = _batches(1, 4)
+    _epoch(trainee, [Batch(batch.images * 1e6, batch.labels, [])], training)  # gradients ~1e6 x 2^127: inf
+    assert torch.equal(model[1].weight, before)  # skipped
+    assert trainee.scheduler.last_epoch == 0
+    assert trainee.scaler.get_scale() == 2.0**126
+    _epoch(trainee, _batches(1, 4, seed=1), training)  # a sane scale now: a real step, and the schedule moves
+    assert trainee.scheduler.last_epoch == 1
