@@ -66,5 +66,10 @@ def test_several_pods_meet_at_the_first_one() -> None:
         torchrun_command(ResourcesSpec(num_nodes=2), ["train"], {})
 
 
-def test_workers_get_nvls_turned_off() -> None:
-    assert child_environment({"PATH": "/bin", "NCCL_NVLS_ENABLE": "1"}) == {"PATH": "/bin", "NCCL_NVLS_ENABLE": "0"}
+def test_workers_get_nvlink_multicast_turned_off() -> None:
+    assert child_environment({"PATH": "/bin", "NCCL_NVLS_ENABLE": "1"}) == {
+        "PATH": "/bin",
+        "NCCL_NVLS_ENABLE": "0",
+        "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+        "NVSHMEM_DISABLE_NVLS": "1",
+    }
