@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,19 @@ class ImagePrediction(BaseModel):
     top: list[ClassScore] = Field(description="The top-k classes, most likely first.")
 
 
+def cpu_budget(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by the cgroup's CPU quota (a pod's CPU limit). torch would
+    otherwise start a thread per core of the node and be throttled by the limit."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+
+
 def resolve_device(device: Device) -> torch.device:
     if device is Device.CUDA and not torch.cuda.is_available():
         raise RuntimeError("MODELYARD_DEVICE=cuda but no CUDA device is available")
@@ -53,6 +68,8 @@ class Classifier:
     """A stored model with its evaluation transform: RGB images in, top-k classes out."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_budget())
         self.module = loaded.module
         self.info = loaded.info
         self.device = device

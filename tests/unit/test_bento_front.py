@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from starlette.routing import Route
 from modelyard.bento.inputs import InputLimits, RejectReason
 from modelyard.bento.metrics import ServiceMetrics, batch_size_buckets
 from modelyard.bento.middleware import RequestGuard
-from modelyard.bento.runtime import Readiness
+from modelyard.bento.runtime import Readiness, cpu_budget
 from modelyard.bento.settings import Batching, Device, ServiceSettings, limits_from_env
 
 pytestmark = pytest.mark.unit
@@ -62,6 +64,18 @@ def test_defaults_are_the_model_deployments() -> None:
 def test_a_wrong_setting_names_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ServiceSettings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbage", None), (None, None)],
+)
+def test_the_cpu_budget_follows_the_pods_cpu_limit(tmp_path: Path, cpu_max: str | None, expected: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    cpus = len(os.sched_getaffinity(0))
+    assert cpu_budget(path) == (cpus if expected is None else min(cpus, expected))
 
 
 def test_limits_from_env_keep_unset_defaults() -> None:
