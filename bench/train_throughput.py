@@ -9,6 +9,10 @@ It drives the trainer's own `train_epoch`, so it measures exactly the code that 
 
     python bench/train_throughput.py                       # CUDA if present, else CPU with tiny step counts
     python bench/train_throughput.py --steps 50 --batch-size 128 --compile --json results.json
+    torchrun --nproc_per_node=2 bench/train_throughput.py --recipes modelyard ...   # DDP, one process per GPU
+
+Under torchrun every rank trains its own shard through DistributedDataParallel exactly as the trainer does; the
+figures are for all ranks together (bench/ddp_scaling.py runs it on 1..N GPUs and computes scaling efficiency).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from modelyard.api.training_job import DataSpec, ModelSpec, Precision, TrainingSpec
+from modelyard.api.training_job import DataSpec, ModelSpec, Precision, ResourcesSpec, TrainingSpec
+from modelyard.training import distributed
 from modelyard.training.data import BadImageTracker, Batch, EpochSampler, ImageDataset, load_split, make_loader
 from modelyard.training.distributed import Distributed
 from modelyard.training.loop import (
@@ -67,6 +72,7 @@ class Measurement:
     data_wait_fraction: float
     peak_memory_bytes: int
     steps: int
+    world_size: int = 1
     ratio_to_baseline: float | None = None
 
 
@@ -110,8 +116,9 @@ def peak_memory(device: torch.device) -> int:
 
 
 def measure(
-    recipe: Recipe, data: str, args: argparse.Namespace, device: torch.device, dataset_root: Path | None
+    recipe: Recipe, data: str, args: argparse.Namespace, context: Distributed, dataset_root: Path | None
 ) -> Measurement:
+    device = context.device
     torch.manual_seed(0)
     spec = ModelSpec(backbone=args.backbone, pretrained=False, num_classes=args.classes)
     model = build_model(spec).to(device)
@@ -123,13 +130,13 @@ def measure(
         channels_last=recipe.channels_last, compile=recipe.compile,
     )  # fmt: skip
     optimizer = make_optimizer(model, training)
-    compiled: nn.Module = torch.compile(model) if recipe.compile else model  # type: ignore[assignment]
+    wrapped = distributed.wrap_model(model, context)
+    compiled: nn.Module = torch.compile(wrapped) if recipe.compile else wrapped  # type: ignore[assignment]
     trainee = Trainee(
         model=compiled, optimizer=optimizer, scheduler=make_scheduler(optimizer, training, args.steps + args.warmup),
         scaler=make_scaler(precision, device), dtype=autocast_dtype(precision), criterion=nn.CrossEntropyLoss(),
         device=device, channels_last=recipe.channels_last,
     )  # fmt: skip
-    context = Distributed(0, 1, 0, device)
     pin = device.type == "cuda"
     if data == "synthetic":
         loaders: list[Any] = [
@@ -142,7 +149,7 @@ def measure(
         split = load_split(data_spec, args.classes, seed=0)
         dataset = ImageDataset(split.train + split.val, train_transform(args.image_size, data_spec.augmentation,
                                                                         data_spec.normalization))  # fmt: skip
-        sampler = EpochSampler(len(dataset), seed=0)
+        sampler = EpochSampler(len(dataset), seed=0, rank=context.rank, world_size=context.world_size)
         loader = make_loader(dataset, sampler, recipe.batch_size, args.workers, train=True, pin=pin)
         loaders = [loader, loader]
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
@@ -163,15 +170,21 @@ def measure(
             torch.cuda.synchronize(device)
         results.append((result, time.perf_counter() - started))
     timed, seconds = results[-1]
+    # All ranks together: images add up, the slowest rank's time and the worst data wait and memory count.
+    totals = torch.tensor([timed.images, seconds, timed.data_wait_seconds / seconds, peak_memory(device)],
+                          dtype=torch.float64, device=device)  # fmt: skip
+    images = distributed.all_reduce_sum(totals[:1].clone(), context)
+    worst = distributed.all_reduce_max(totals[1:].clone(), context)
     return Measurement(
         recipe=recipe.name,
         data=data,
         batch_size=recipe.batch_size,
         precision=precision.value,
-        images_per_second=timed.images / seconds,
-        data_wait_fraction=timed.data_wait_seconds / seconds,
-        peak_memory_bytes=peak_memory(device),
+        images_per_second=float(images[0]) / float(worst[0]),
+        data_wait_fraction=float(worst[1]),
+        peak_memory_bytes=int(worst[2]),
         steps=timed.steps,
+        world_size=context.world_size,
     )
 
 
@@ -190,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile Modelyard's recipe too.")
     parser.add_argument("--data", choices=["synthetic", "pipeline", "both"], default="both")
     parser.add_argument("--json", type=Path, help="Also write the measurements here.")
+    parser.add_argument(
+        "--recipes", choices=["both", "baseline", "modelyard"], default="both", help="Which recipes to measure."
+    )
     args = parser.parse_args(argv)
 
     cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
-    device = torch.device("cuda" if cuda else "cpu")
+    context = distributed.setup(ResourcesSpec(gpus_per_node=1 if cuda else 0))
+    device = context.device
     args.steps = args.steps if args.steps is not None else (30 if cuda else 1)
     args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     args.workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
@@ -207,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             Precision.AUTO, True, args.compile, args.batch_size,
         ),
     ]  # fmt: skip
-    print(
+    recipes = {"both": recipes, "baseline": recipes[:1], "modelyard": recipes[1:]}[args.recipes]
+    say = print if context.is_main else (lambda *_, **__: None)
+    say(
         f"device {device}{' ' + torch.cuda.get_device_name(device) if cuda else ''}, torch {torch.__version__}, "
         f"{args.backbone} {args.image_size}x{args.image_size}, {args.steps} timed steps after {args.warmup}, "
-        f"{args.workers} workers",
+        f"{args.workers} workers, {context.world_size} process(es)",
         flush=True,
     )
     modes = ["synthetic", "pipeline"] if args.data == "both" else [args.data]
@@ -219,25 +238,25 @@ def main(argv: list[str] | None = None) -> int:
         root = None
         if "pipeline" in modes:
             started = time.perf_counter()
+            # Every rank writes the same files into its own scratch folder: no shared file system is assumed.
             root = write_jpeg_folder(Path(scratch) / "jpegs", args.images, args.classes, args.jpeg_size)
-            print(
-                f"wrote {args.images} JPEGs of {args.jpeg_size}px in {time.perf_counter() - started:.1f}s", flush=True
-            )
+            say(f"wrote {args.images} JPEGs of {args.jpeg_size}px in {time.perf_counter() - started:.1f}s", flush=True)
         for data in modes:
             baseline = None
             for recipe in recipes:
-                result = measure(recipe, data, args, device, root)
+                result = measure(recipe, data, args, context, root)
                 if baseline is None:
                     baseline = result.images_per_second
                 result.ratio_to_baseline = result.images_per_second / baseline
                 measurements.append(result)
-                print(
+                say(
                     f"{data:9s}  {recipe.name:60s}  {result.images_per_second:9.1f} img/s  "
                     f"data-wait {result.data_wait_fraction:5.1%}  peak {result.peak_memory_bytes / 2**30:6.2f} GiB  "
                     f"x{result.ratio_to_baseline:.2f}",
                     flush=True,
                 )
-    if args.json:
+    distributed.teardown(context)
+    if args.json and context.is_main:
         args.json.write_text(json.dumps([asdict(m) for m in measurements], indent=2) + "\n")
     return 0
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from modelyard.api.training_job import ResourcesSpec
 from modelyard.training.errors import ConfigError
@@ -68,6 +69,16 @@ def setup(resources: ResourcesSpec) -> Distributed:
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return Distributed(rank, world_size, local_rank, device)
+
+
+def wrap_model(model: torch.nn.Module, context: Distributed) -> torch.nn.Module:
+    """DistributedDataParallel when several processes train, the model itself otherwise.
+
+    Gradients are views into the all-reduce buckets (no copy per step, less memory)."""
+    if not context.enabled:
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
 
 
 def teardown(context: Distributed) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from modelyard.api.training_job import ClassBalancing, TrainingJobSpec
 from modelyard.training import checkpoint, distributed, export
@@ -143,10 +142,7 @@ class _Run:
         if not finished:
             if context.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-            model: nn.Module = base_model
-            if context.enabled:
-                device_ids = [context.device.index] if context.device.type == "cuda" else None
-                model = DistributedDataParallel(base_model, device_ids=device_ids)
+            model = distributed.wrap_model(base_model, context)
             if training.compile:
                 model = torch.compile(model)  # type: ignore[assignment]
             trainee.model = model
