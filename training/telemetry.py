@@ -54,9 +54,14 @@ class Telemetry:
         self._latest = TrainingMetrics()
         if not log.is_main:
             return
-        self.metrics = TrainerMetrics(
-            namespace=run.job_namespace, trainingjob=run.job_name, port=run.metrics_port, address=run.metrics_address
-        )
+        namespace, name = run.job_namespace, run.job_name
+        try:
+            self.metrics = TrainerMetrics(
+                namespace=namespace, trainingjob=name, port=run.metrics_port, address=run.metrics_address
+            )
+        except OSError as error:  # a taken port costs the endpoint, not the training run
+            log.event("warning", message=f"metrics endpoint off: cannot listen on port {run.metrics_port} ({error})")
+            self.metrics = TrainerMetrics(namespace=namespace, trainingjob=name, port=0)
         self.metrics.set(total_epochs=plan.total_epochs, epoch=0, step=plan.first_step)
         if run.status_reporting and run.job_name and run.job_namespace:
             try:
