@@ -59,7 +59,9 @@ def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Opti
     ]
     if training.optimizer is Optimizer.SGD:
         return torch.optim.SGD(groups, lr=training.learning_rate, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=training.learning_rate)
+    # One fused kernel for the whole update on CUDA instead of a dozen launches per parameter group.
+    fused = all(p.is_cuda for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=training.learning_rate, fused=fused or None)
 
 
 def make_scheduler(
