@@ -248,15 +248,9 @@ def test_bad_base64(text: str, reason: RejectReason, message: str) -> None:
     assert message in caught.value.message
 
 
-def test_limits_come_from_the_environment() -> None:
-    limits = InputLimits.from_env({"MODELYARD_MAX_IMAGE_PIXELS": "1000", "MODELYARD_MAX_IMAGES_PER_REQUEST": " 3 "})
-    assert limits.max_image_pixels == 1000
-    assert limits.max_images_per_request == 3
-    assert limits.max_image_bytes == InputLimits().max_image_bytes
-    with pytest.raises(ValueError, match="MODELYARD_MAX_IMAGE_BYTES='ten' is not an integer"):
-        InputLimits.from_env({"MODELYARD_MAX_IMAGE_BYTES": "ten"})
-    with pytest.raises(ValueError, match="must be at least 1"):
-        InputLimits.from_env({"MODELYARD_MAX_REQUEST_BYTES": "0"})
+def test_limits_are_positive_and_within_pillows_hard_limit() -> None:
+    with pytest.raises(ValueError, match="max_image_bytes must be at least 1"):
+        InputLimits(max_image_bytes=0)
     with pytest.raises(ValueError, match="Pillow's hard limit"):
         InputLimits(max_image_pixels=10**10)
 
