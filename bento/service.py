@@ -9,7 +9,8 @@ batchable APIs share one adaptive-batching model call:
 
 Each answers a list with one entry per image: the top-k classes with probabilities and the model tag. Images are
 decoded and checked while the request is parsed (pydantic validators), before batching, so one bad image gets its
-own request a 400 that names it and never fails the other requests of a batch.
+own request a 400 that names it and never fails the other requests of a batch. The price: decoding runs on the
+worker's event loop (BentoML validates there), so the input limits also bound how long one request can hold it.
 """
 
 from __future__ import annotations
