@@ -260,8 +260,14 @@ class Api:
 
     @staticmethod
     def _decode_json(body: bytes) -> Any:
+        if not body.strip():
+            return {}
         try:
-            return yaml.safe_load(body) if body.strip() else {}
+            return json.loads(body)
+        except ValueError:
+            pass  # not JSON: a YAML patch, which the emulator accepts too (the YAML parser is ~20x slower on JSON)
+        try:
+            return yaml.safe_load(body)
         except yaml.YAMLError as error:
             raise errors.bad_request(f"error decoding patch: {error}") from error
 

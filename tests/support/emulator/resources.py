@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,8 +60,9 @@ class ResourceType:
     def group_kind(self) -> str:
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
-    @property
+    @functools.cached_property
     def key(self) -> kmock.resource:
+        # Cached: every store lookup and watch filter asks for it, and kmock parses its arguments on each construction.
         return kmock.resource(self.group, self.version, self.plural)
 
     def info(self) -> kmock.ResourceInfo:
