@@ -109,7 +109,12 @@ def test_single_node_job_carries_gpus_placement_policy_and_security() -> None:
     container = _container(children)
     assert children.service is None
     assert "completionMode" not in job["spec"]
-    assert job["spec"] | {"template": None} == {
+    assert job["spec"]["podFailurePolicy"]["rules"][0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [2, 3, 4]},
+    }
+    assert job["spec"] | {"template": None, "podFailurePolicy": None} == {
+        "podFailurePolicy": None,
         "backoffLimit": 2,
         "activeDeadlineSeconds": 86400,
         "ttlSecondsAfterFinished": 3600,
@@ -246,3 +251,10 @@ def test_cluster_problems_name_the_field(name: str, spec: dict[str, Any], field:
 def test_a_good_spec_has_no_cluster_problems() -> None:
     assert all(cluster_problems(tj) == [] for tj in CASES.values())
     assert cluster_problems(trainingjob("x" * naming.MAX_TRAININGJOB_NAME_LENGTH)) == []
+
+
+def test_unretryable_exit_codes_are_the_trainers() -> None:
+    from modelyard.operator.builders.training import UNRETRYABLE_EXIT_CODES
+    from modelyard.training.errors import ConfigError, DatasetError, DivergedError
+
+    assert (ConfigError.exit_code, DatasetError.exit_code, DivergedError.exit_code) == UNRETRYABLE_EXIT_CODES
