@@ -9,11 +9,13 @@ Bento service uses it with `modelyard.training.transforms.eval_transform`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from modelyard.api.training_job import ModelSpec, Normalization, TrainingJobSpec
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.pt"
 INFO_FILE = "modelyard.json"
+WARMUP_FILE = "warmup.png"
 SUMMARY_FILE = "summary.json"
 TRAINING_JOB_LABEL = "modelyard.dev/training-job"
 
@@ -41,6 +44,41 @@ class ModelInfo:
     dataset_digest: str
     training_job: str | None
     config: dict[str, Any]
+
+
+class WarmupImage(NamedTuple):
+    """A validation image the model classifies confidently, and its class: the service's readiness check."""
+
+    pixels: npt.NDArray[np.uint8]
+    class_name: str
+
+
+@torch.no_grad()
+def choose_warmup_image(
+    module: torch.nn.Module,
+    candidates: Iterable[tuple[npt.NDArray[np.uint8], int]],
+    class_names: Sequence[str],
+    transform: Callable[[npt.NDArray[np.uint8]], torch.Tensor],
+    *,
+    min_margin: float = 0.1,
+) -> WarmupImage | None:
+    """Of the candidates (RGB pixels, label) the model gets right, the one with the widest margin between its top two
+    probabilities, so that another device or precision at serving time gives the same answer; None when none of them
+    clears `min_margin`."""
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    best: tuple[float, WarmupImage] | None = None
+    try:
+        for pixels, label in candidates:
+            probabilities = torch.softmax(module(transform(pixels).unsqueeze(0).to(device)).float(), dim=1)[0]
+            top = torch.topk(probabilities, k=2)
+            margin = float(top.values[0] - top.values[1])
+            if int(top.indices[0]) == label and margin >= min_margin and (best is None or margin > best[0]):
+                best = (margin, WarmupImage(pixels, class_names[label]))
+    finally:
+        module.train(was_training)
+    return None if best is None else best[1]
 
 
 class LoadedModel(NamedTuple):
@@ -69,11 +107,13 @@ def save_to_store(
     training_job: str | None,
     summary: Mapping[str, Any] | None = None,
     store: Path | None = None,
+    warmup: WarmupImage | None = None,
 ) -> str:
     """Save `module` as `<spec.output.model_name>:<new version>` and return the full tag.
 
     `training_job` is "namespace/name" of the TrainingJob that produced it (None for a run outside a cluster);
-    `store` is a BentoML home, None meaning BentoML's default (BENTOML_HOME).
+    `store` is a BentoML home, None meaning BentoML's default (BENTOML_HOME); `warmup` is a known input the service
+    must classify correctly before it reports ready.
     """
     import bentoml
 
@@ -89,6 +129,8 @@ def save_to_store(
         "trainingJob": training_job,
         "config": spec.to_wire(),
     }
+    if warmup is not None:
+        info["warmup"] = {"file": WARMUP_FILE, "className": warmup.class_name}
     # BentoML labels are strings; a Kubernetes-style label value cannot hold "/", so the label carries the name only.
     labels = {TRAINING_JOB_LABEL: training_job.rsplit("/", 1)[-1]} if training_job else {}
     metadata: dict[str, Any] = {**metrics, "datasetDigest": dataset_digest}
@@ -101,6 +143,11 @@ def save_to_store(
         folder = Path(stored.path)
         torch.save(state, folder / MODEL_FILE)
         (folder / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if warmup is not None:
+            from PIL import Image
+
+            # Lossless, so the service decodes exactly the pixels the trainer checked.
+            Image.fromarray(warmup.pixels).save(folder / WARMUP_FILE, format="PNG")
         if summary is not None:
             (folder / SUMMARY_FILE).write_text(json.dumps(dict(summary), indent=2, sort_keys=True) + "\n")
     return str(stored.tag)

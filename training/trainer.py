@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,12 @@ from modelyard.training.data import (
     DataSplit,
     EpochSampler,
     ImageDataset,
+    Sample,
     ShardSampler,
     balanced_sample_weights,
     load_split,
     make_loader,
+    read_rgb,
 )
 from modelyard.training.errors import ConfigError
 from modelyard.training.loop import (
@@ -45,9 +48,19 @@ from modelyard.training.model import AttentionClassifier, build_model, parameter
 from modelyard.training.progress import ProgressLog
 from modelyard.training.selection import BestSoFar
 from modelyard.training.telemetry import Plan, Telemetry
-from modelyard.training.transforms import eval_transform, train_transform
+from modelyard.training.transforms import RgbImage, eval_transform, train_transform
 
 RESULT_FILE = "result.json"
+WARMUP_CANDIDATES = 64
+
+
+def _readable(samples: list[Sample]) -> Iterator[tuple[RgbImage, int]]:
+    """Pixels and label of each sample that still decodes (a bad image was already counted during training)."""
+    for sample in samples:
+        try:
+            yield read_rgb(sample.path), sample.label
+        except (OSError, ValueError):
+            continue
 
 
 @dataclass
@@ -333,9 +346,20 @@ class _Run:
             if same_run and previous.get("modelTag"):
                 self.log.event("model_already_saved", tag=previous["modelTag"])
                 return str(previous["modelTag"])
+        transform = eval_transform(self.spec.data.image_size, self.spec.data.normalization)
+        # A bounded look at the validation set; the decoded pixels are exactly what the service will decode.
+        warmup = export.choose_warmup_image(
+            model, _readable(split.val[:WARMUP_CANDIDATES]), split.class_names, transform
+        )
+        if warmup is None:
+            self.log.event(
+                "no_warmup_image",
+                reason=f"none of the first {WARMUP_CANDIDATES} validation images "
+                "was classified with a clear margin; the service will only check that predictions are stable",
+            )
         tag = export.save_to_store(
             model, spec=self.spec, class_names=split.class_names, metrics=metrics, dataset_digest=split.digest,
-            training_job=self.run.training_job, summary=summary, store=self.run.store_dir,
+            training_job=self.run.training_job, summary=summary, store=self.run.store_dir, warmup=warmup,
         )  # fmt: skip
         checkpoint.save_json(
             result_path, {"modelTag": tag, "bestEpoch": summary["bestEpoch"], "epochs": summary["epochs"]}

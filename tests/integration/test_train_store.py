@@ -49,3 +49,19 @@ def test_the_stored_model_predicts_what_the_trained_one_does(
     # The same weights through the same kernels: identical logits, so identical predictions.
     assert torch.equal(in_memory, from_store)
     assert len(set(from_store.argmax(dim=1).tolist())) > 1  # a model that answers one class would pass trivially
+    assert loaded.info.training_job == "ml/store-test"
+
+    # The known input the service checks before it reports ready: stored losslessly, and the model gets it right.
+    import json
+
+    from bentoml import models
+
+    from modelyard.training.export import INFO_FILE, WARMUP_FILE, _model_store
+
+    folder = Path(models.get(result.model_tag, _model_store=_model_store(tmp_path / "store")).path)
+    warmup = json.loads((folder / INFO_FILE).read_text())["warmup"]
+    assert warmup["file"] == WARMUP_FILE
+    pixels = read_rgb(folder / WARMUP_FILE)
+    with torch.no_grad():
+        answer = loaded.module(preprocess(pixels).unsqueeze(0)).argmax(dim=1).item()
+    assert result.class_names[answer] == warmup["className"]
