@@ -3,11 +3,15 @@
 Create-if-missing, then a JSON merge patch of only the fields that differ among those that may change (a Job's pod
 template, for one, cannot). A child that already carries our labels but no controller (orphaned, or created just
 before a crash) is adopted; one that belongs to something else is never touched.
+
+A caller that has just read the object (or knows it is new) passes it as `existing`, which saves the read; should it
+exist after all, the create's 409 falls back to reading it.
 """
 
 from __future__ import annotations
 
 import copy
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +21,15 @@ from modelyard.operator import naming
 from modelyard.operator.kube import ApiError, Kube, kind_of
 
 WAIT_FOR_GARBAGE_COLLECTION_SECONDS = 5.0
+
+
+class Unread(enum.Enum):
+    """`apply(existing=...)` left out: apply reads the object itself."""
+
+    UNREAD = enum.auto()
+
+
+UNREAD = Unread.UNREAD
 
 
 class NameTakenError(Exception):
@@ -98,22 +111,26 @@ def apply(
     owner: Mapping[str, Any] | None,
     component: naming.Component,
     mutable_paths: Sequence[str] = ("metadata.labels", "metadata.annotations", "spec", "data", "rules", "subjects"),
+    existing: Mapping[str, Any] | Unread | None = UNREAD,
 ) -> dict[str, Any]:
-    """Make `desired` exist with a controller reference to `owner`; return the object as the server holds it."""
+    """Make `desired` exist with a controller reference to `owner`; return the object as the server holds it.
+    `existing`: the object as the caller has just read it (None: absent); left out, apply reads it."""
     kind = kind_of(desired)
     namespace = desired["metadata"].get("namespace")
     name = desired["metadata"]["name"]
     wanted = copy.deepcopy(desired)
     if owner is not None:
         wanted["metadata"]["ownerReferences"] = [naming.owner_reference(owner)]
-    existing = kube.get(kind, namespace, name)
+    if isinstance(existing, Unread):
+        existing = kube.get(kind, namespace, name)
     if existing is None:
         try:
             return kube.create(wanted)
         except ApiError as error:
             if error.status != 409:
                 raise
-        # Someone (an earlier run of ours, most likely) created it in between: reconcile that one.
+        # Someone (an earlier run of ours, most likely) created it in between, or the caller took it for absent:
+        # reconcile that one.
         existing = kube.get(kind, namespace, name)
         if existing is None:
             raise kopf.TemporaryError(f"{kind.kind} {name} was created and deleted meanwhile", delay=1)
@@ -122,5 +139,5 @@ def apply(
     if refs != list(existing.get("metadata", {}).get("ownerReferences") or []):
         patch.setdefault("metadata", {})["ownerReferences"] = refs
     if not patch:
-        return existing
+        return dict(existing)
     return kube.patch(kind, namespace, name, patch)

@@ -26,6 +26,10 @@ __all__ = ["configure_kopf", "handlers", "run"]
 
 # Waiting less than kopf's default minute before retrying a handler that hit an unexpected error.
 HANDLER_RETRY_SECONDS = 10
+# How long kopf waits for its own annotation patch to come back on the watch before it trusts an older event. kopf's
+# 5 s is shorter than the watch lags behind under a burst of a thousand TrainingJobs: kopf then took the echo of our
+# status write (older than its patch) for a new object and ran the create handler a second time, doubling the work.
+CONSISTENCY_TIMEOUT_SECONDS = 60
 MAX_PRIORITY = 2**31 - 1
 
 
@@ -41,6 +45,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.posting.reporting_component = "modelyard-operator"
     kopf_settings.execution.default_backoff = HANDLER_RETRY_SECONDS
+    kopf_settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_SECONDS
     kopf_settings.networking.request_timeout = 60
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330

@@ -64,6 +64,7 @@ class OperatorMetrics:
         self.md_min_replicas = Gauge("modelyard_modeldeployment_min_replicas", "replicas.min.", md_labels, registry=r)
         self.md_max_replicas = Gauge("modelyard_modeldeployment_max_replicas", "replicas.max.", md_labels, registry=r)
         self._phases: dict[tuple[str, str], str] = {}
+        self._phase_counts: Tally[tuple[str, str]] = Tally()  # (namespace, phase) -> TrainingJobs
         self._phases_lock = threading.Lock()
 
     @contextmanager
@@ -87,19 +88,19 @@ class OperatorMetrics:
             self.reconcile_duration.labels(kind=kind).observe(time.perf_counter() - started)
 
     def set_trainingjob_phase(self, namespace: str, name: str, phase: str | None) -> None:
-        """Record a TrainingJob's phase (None: it is gone) and refresh the per-phase counts of its namespace."""
+        """Record a TrainingJob's phase (None: it is gone) and update the counts of its old and new phase (kept
+        incrementally: a status sync happens several times per TrainingJob, and a namespace may hold thousands)."""
         with self._phases_lock:
-            previous = self._phases.get((namespace, name))
-            if phase is None:
-                self._phases.pop((namespace, name), None)
-            else:
-                self._phases[(namespace, name)] = phase
-            counts = Tally(p for (ns, _), p in self._phases.items() if ns == namespace)
-            for stale in {previous} - {None} - set(counts):
-                assert stale is not None
-                self.trainingjobs.labels(namespace=namespace, phase=stale).set(0)
-            for each, count in counts.items():
-                self.trainingjobs.labels(namespace=namespace, phase=each).set(count)
+            key = (namespace, name)
+            previous = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+            if previous == phase:
+                return
+            if phase is not None:
+                self._phases[key] = phase
+            for each, change in ((previous, -1), (phase, 1)):
+                if each is not None:
+                    self._phase_counts[(namespace, each)] += change
+                    self.trainingjobs.labels(namespace=namespace, phase=each).set(self._phase_counts[(namespace, each)])
 
 
 METRICS = OperatorMetrics()

@@ -6,14 +6,19 @@ training_status and promotion; this module only wires them to kopf and the API.
   from the Job, and promote once the job has succeeded and its model is known.
 
 Status writes of one TrainingJob are serialised by a lock and always start from a fresh read, so the Job watcher and
-the spec handler never undo each other's conditions.
+the spec handler never undo each other's conditions. An event that brings nothing the last sync has not seen (the
+echo of our own status write, kopf's annotation patches, the Job we have just created) is not synced again: under a
+burst those made most of the API calls.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -23,12 +28,13 @@ from pydantic import ValidationError
 from modelyard.api import GROUP, VERSION, TrainingJob, TrainingJobSpec
 from modelyard.api.training_job import TrainingJobConditionType, TrainingJobPhase
 from modelyard.operator import naming, promotion, rbac, training_status
-from modelyard.operator.apply import NameTakenError, apply
+from modelyard.operator.apply import UNREAD, NameTakenError, apply
 from modelyard.operator.builders.training import (
     CONFIG_MAP_MUTABLE_PATHS,
     JOB_MUTABLE_PATHS,
     build_trainer_children,
     cluster_problems,
+    read_spec_yaml,
 )
 from modelyard.operator.context import OperatorContext, from_memo
 from modelyard.operator.kube import CONFIG_MAP, JOB, MODEL_DEPLOYMENT, TRAINING_JOB
@@ -46,6 +52,24 @@ _locks_guard = threading.Lock()
 def _lock(namespace: str, name: str) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault((namespace, name), threading.Lock())
+
+
+@dataclass(frozen=True)
+class Synced:
+    """What the last successful status sync of a TrainingJob started from, or left behind."""
+
+    digest: bytes  # of the TrainingJob's spec and status
+    job_version: str | None  # resourceVersion of the Job it read
+
+
+_synced: dict[tuple[str, str], Synced] = {}
+
+
+def _digest(body: Mapping[str, Any]) -> bytes:
+    """Identifies what a status sync reads of a TrainingJob; metadata (kopf's annotations, resourceVersion) is left
+    out, so that an annotation patch does not call for another sync."""
+    state = json.dumps([body.get("spec"), body.get("status")], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(state.encode(), digest_size=16).digest()
 
 
 def _field_errors(error: ValidationError) -> list[str]:
@@ -75,18 +99,30 @@ def reconcile_trainingjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    metadata = event["object"]["metadata"]
+    obj = event["object"]
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     if event["type"] == "DELETED":
-        METRICS.set_trainingjob_phase(metadata["namespace"], metadata["name"], None)
+        METRICS.set_trainingjob_phase(namespace, name, None)
+        _synced.pop((namespace, name), None)
         return
-    sync_status(from_memo(memo), metadata["namespace"], metadata["name"])
+    if not obj.get("status"):
+        return  # new (or never reconciled): the create or resume handler writes the first status
+    synced = _synced.get((namespace, name))
+    if synced is not None and synced.digest == _digest(obj):
+        return  # nothing the last sync has not seen; a change of the Job comes with its own event
+    sync_status(from_memo(memo), namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=naming.managed_selector(naming.Component.TRAINER))
 def batch_job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body.metadata.labels.get(naming.LABEL_TRAINING_JOB)
-    if owner and body.metadata.namespace:
-        sync_status(from_memo(memo), body.metadata.namespace, owner)
+    namespace = body.metadata.namespace
+    if not owner or not namespace:
+        return
+    synced = _synced.get((namespace, owner))
+    if synced is not None and synced.job_version == body.metadata.get("resourceVersion"):
+        return  # the status was synced from exactly this Job (the one just created, for one)
+    sync_status(from_memo(memo), namespace, owner)
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------------
@@ -104,24 +140,35 @@ def reconcile(context: OperatorContext, body: dict[str, Any]) -> None:
     finished = status.get("phase") in training_status.TERMINAL_PHASES
     if finished and not training_status.failed_for_invalid_spec(status):
         return  # a finished job is never started again: a new TrainingJob trains again
-    review = training_status.review_spec_change(_applied_spec(context, tj), tj.spec.to_wire())
+    config_map = context.kube.get(CONFIG_MAP, namespace, naming.spec_config_map_name(name))
+    review = training_status.review_spec_change(_applied_spec(tj, config_map), tj.spec.to_wire())
     effective = tj.model_copy(update={"spec": TrainingJobSpec.model_validate(review.effective)})
     children = build_trainer_children(effective, context.settings)
     if context.settings.manage_trainer_rbac and not tj.spec.resources.service_account_name:
         for obj in rbac.trainer_rbac_objects(namespace, context.settings):
             apply(context.kube, obj, owner=None, component=naming.Component.TRAINER)
+    # Without its spec ConfigMap (the first child made) a TrainingJob is new: its other children are created without
+    # reading them first; should one exist after all, apply reads it on the 409.
+    unread_or_new = None if config_map is None else UNREAD
+    trainer = naming.Component.TRAINER
     try:
         apply(
             context.kube,
             children.config_map,
             owner=body,
-            component=naming.Component.TRAINER,
+            component=trainer,
             mutable_paths=CONFIG_MAP_MUTABLE_PATHS,
+            existing=config_map,
         )
         if children.service is not None:
-            apply(context.kube, children.service, owner=body, component=naming.Component.TRAINER)
+            apply(context.kube, children.service, owner=body, component=trainer, existing=unread_or_new)
         apply(
-            context.kube, children.job, owner=body, component=naming.Component.TRAINER, mutable_paths=JOB_MUTABLE_PATHS
+            context.kube,
+            children.job,
+            owner=body,
+            component=trainer,
+            mutable_paths=JOB_MUTABLE_PATHS,
+            existing=unread_or_new,
         )
     except NameTakenError as error:
         _fail_invalid(context, namespace, name, [f"metadata.name: {error}"])
@@ -134,14 +181,13 @@ def reconcile(context: OperatorContext, body: dict[str, Any]) -> None:
     )
 
 
-def _applied_spec(context: OperatorContext, tj: TrainingJob) -> dict[str, Any] | None:
+def _applied_spec(tj: TrainingJob, config_map: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The spec the existing Job was built from (its ConfigMap), if there is one."""
-    config_map = context.kube.get(CONFIG_MAP, tj.metadata.namespace, naming.spec_config_map_name(tj.metadata.name))
     if config_map is None:
         return None
     try:
         text = (config_map.get("data") or {})[naming.SPEC_FILE_NAME]
-        return TrainingJobSpec.model_validate(yaml.safe_load(text)).to_wire()
+        return TrainingJobSpec.model_validate(read_spec_yaml(text)).to_wire()
     except (KeyError, yaml.YAMLError, ValidationError) as error:
         log.warning(
             "ConfigMap of %s/%s does not hold a readable spec (%s); judging the spec as new",
@@ -190,31 +236,36 @@ def sync_status(
 
         if first is not None:
             take(first(status))
-        if tj is None or problems:  # the reconcile handler reports these (Failed, InvalidSpec)
-            _write(context, body, combined, status)
-            return
-        job_name = naming.job_name(name)
-        job = context.kube.get(JOB, namespace, job_name)
-        if job is not None:
-            take(
-                training_status.lifecycle_change(
-                    status,
-                    job,
-                    job_name=job_name,
-                    backoff_limit=tj.spec.run_policy.backoff_limit,
-                    generation=body["metadata"].get("generation"),
+        job: dict[str, Any] | None = None
+        # Invalid specs are reported by the reconcile handler (Failed, InvalidSpec); only `first` is written for them.
+        if tj is not None and not problems:
+            job_name = naming.job_name(name)
+            job = context.kube.get(JOB, namespace, job_name)
+            if job is not None:
+                take(
+                    training_status.lifecycle_change(
+                        status,
+                        job,
+                        job_name=job_name,
+                        backoff_limit=tj.spec.run_policy.backoff_limit,
+                        generation=body["metadata"].get("generation"),
+                    )
                 )
-            )
-        if status.get("phase") == TrainingJobPhase.SUCCEEDED.value and tj.spec.promotion is not None:
-            take(_promotion_change(context, tj, status))
-        _write(context, body, combined, status)
+            if status.get("phase") == TrainingJobPhase.SUCCEEDED.value and tj.spec.promotion is not None:
+                take(_promotion_change(context, tj, status))
+        written = _write(context, body, combined, status)
+        job_version = job["metadata"].get("resourceVersion") if job is not None else None
+        _synced[(namespace, name)] = Synced(_digest(written), job_version)
 
 
-def _write(context: OperatorContext, body: dict[str, Any], change: StatusChange, status: Mapping[str, Any]) -> None:
-    if change:
-        write(context.kube, TRAINING_JOB, body, change)
+def _write(
+    context: OperatorContext, body: dict[str, Any], change: StatusChange, status: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write the change, if any; the TrainingJob as the server holds it afterwards."""
+    written = write(context.kube, TRAINING_JOB, body, change) if change else body
     if status.get("phase"):
         METRICS.set_trainingjob_phase(body["metadata"]["namespace"], body["metadata"]["name"], status["phase"])
+    return written
 
 
 def _promotion_change(context: OperatorContext, tj: TrainingJob, status: Mapping[str, Any]) -> StatusChange:
