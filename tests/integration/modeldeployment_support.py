@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -20,6 +18,7 @@ from tests.support.clients import CustomObjects
 from tests.support.cluster import Cluster
 from tests.support.kube_tools import tool
 from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import eventually, free_port
 
 NAMESPACE = "default"
 NAME = "flowers"
@@ -31,29 +30,6 @@ SPEC: dict[str, Any] = {
     "autoscaling": {"targetCPUUtilizationPercentage": 65, "targetRequestsPerSecond": 40},
     "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 60},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy (404s count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
 
 
 class Harness:
@@ -110,7 +86,7 @@ class Harness:
     def wait_status(
         self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
     ) -> dict[str, Any]:
-        return dict(eventually(lambda: (s := self.status()) and predicate(s) and s, timeout, what))
+        return dict(eventually(lambda: (s := self.status()) and predicate(s) and s, what, timeout))
 
     def rollbacks_counted(self) -> dict[str, float]:
         """modelyard_rollbacks_total by reason, read from the operator's own metrics endpoint."""

@@ -37,8 +37,9 @@ from modelyard.operator.rollout import Verdict
 from modelyard.training.export import save_to_store
 from modelyard.training.model import build_model
 from tests.conftest import KubernetesApi, RunOperator
-from tests.integration.modeldeployment_support import NAME, NAMESPACE, SPEC, Harness, eventually, free_port, revisions
+from tests.integration.modeldeployment_support import NAME, NAMESPACE, SPEC, Harness, revisions
 from tests.support.prometheus import ScrapeJob, running_prometheus
+from tests.support.waiting import eventually, free_port
 
 pytestmark = [
     pytest.mark.integration,

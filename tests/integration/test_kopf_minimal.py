@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import kubernetes
 import pytest
 
 from tests.conftest import KubernetesApi, RunOperator
 from tests.support.clients import CustomObjects
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,20 +21,6 @@ TRAINING_JOB = {
         "training": {"epochs": 3},
     },
 }
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except kubernetes.client.ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
-                raise
-        else:
-            if result or time.monotonic() > deadline:
-                return result
-        time.sleep(0.1)
 
 
 def test_kopf_handler_creates_an_owned_child_and_patches_status(

@@ -21,11 +21,11 @@ from tests.integration.modeldeployment_support import (
     NAMESPACE,
     SPEC,
     Harness,
-    eventually,
     revisions,
     stable_on,
 )
 from tests.support.clients import CustomObjects
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -34,11 +34,12 @@ from modelyard.training.datasets import WrittenDataset
 from modelyard.training.export import save_to_store
 from modelyard.training.model import build_model
 from tests.conftest import KubernetesApi, RunOperator
-from tests.integration.modeldeployment_support import NAME, NAMESPACE, Harness, eventually, stable_on
+from tests.integration.modeldeployment_support import NAME, NAMESPACE, Harness, stable_on
 from tests.integration.train_support import digits, parse_events, subset, train_command, trainer_env, write_config
 from tests.support.clients import CustomObjects
 from tests.support.observability import BOARDS, expressions, histogram_base, metric_names, panels
 from tests.support.prometheus import PrometheusApi, ScrapeJob, running_prometheus
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,

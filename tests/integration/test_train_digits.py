@@ -26,12 +26,12 @@ from tests.integration.train_support import (
     Finished,
     describe,
     digits,
-    free_port,
     parse_events,
     train_command,
     trainer_env,
     write_config,
 )
+from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from modelyard.training.config import RunContext
 from modelyard.training.metrics import GAUGES, TrainerMetrics
 from modelyard.training.progress import ProgressLog
 from modelyard.training.telemetry import Plan, Telemetry
-from tests.integration.train_support import free_port
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ status writes, Events, garbage collection by owner references, and its metrics e
 from __future__ import annotations
 
 import copy
-import socket
 import sys
 import time
 import urllib.request
@@ -34,6 +33,7 @@ from tests.conftest import KubernetesApi, RunOperator
 from tests.support.clients import CustomObjects
 from tests.support.cluster import Cluster
 from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import eventually, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,29 +52,6 @@ SPEC: dict[str, Any] = {
     },
     "runPolicy": {"backoffLimit": 2, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 600},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Poll `check` until it returns something truthy (a 404 counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
 
 
 class Harness:

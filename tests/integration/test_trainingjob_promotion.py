@@ -16,7 +16,8 @@ import yaml
 from modelyard.api.training_job import ProducedModel, Progress, TrainingMetrics
 from modelyard.operator.peering import peering_crds
 from tests.conftest import KubernetesApi
-from tests.integration.test_trainingjob import NAMESPACE, SPEC, Harness, eventually, harness
+from tests.integration.test_trainingjob import NAMESPACE, SPEC, Harness, harness
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -66,13 +65,6 @@ def write_config(path: Path, data_path: Path, work: Path, **sections: Any) -> Pa
     }
     path.write_text(yaml.safe_dump(document))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def trainer_env(**extra: str) -> dict[str, str]:

@@ -1,0 +1,35 @@
+"""Waiting in tests: poll until the cluster (or a process) shows what the test expects, and free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def eventually(check: Callable[[], Any], what: str = "", timeout: float = 30) -> Any:
+    """Poll `check` until it returns something truthy and return that; a 404 counts as not yet. Fails the test
+    with the last answer when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
