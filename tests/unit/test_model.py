@@ -65,7 +65,8 @@ def test_pretrained_weights_come_from_the_file_the_spec_names(tmp_path: Path) ->
 def test_a_backbone_only_state_dict_is_accepted(tmp_path: Path) -> None:
     state = {k: v for k, v in torchvision.models.resnet18(weights=None).state_dict().items() if not k.startswith("fc")}
     torch.save(state, tmp_path / "backbone.pth")
-    build_model(_spec(pretrained=True, weights=str(tmp_path / "backbone.pth")))
+    model = build_model(_spec(pretrained=True, weights=str(tmp_path / "backbone.pth")))
+    assert torch.equal(model.features.conv1.weight, state["conv1.weight"])
 
 
 def test_weights_of_another_network_are_refused(tmp_path: Path) -> None:
@@ -105,4 +106,5 @@ def test_a_missing_named_file_and_a_remote_uri_are_errors(tmp_path: Path) -> Non
 
 def test_serving_builds_without_looking_for_pretrained_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    build_model(_spec(pretrained=True), load_pretrained=False)  # no file anywhere, and no error
+    model = build_model(_spec(pretrained=True), load_pretrained=False)  # no file anywhere, and no error
+    assert model.classifier.out_features == _spec().num_classes
