@@ -16,8 +16,11 @@ BIN="$PWD/.bin"
 mkdir -p "$BIN"
 
 have_version() {  # have_version <command...> <expected substring>: the installed tool reports that version
-    local expected="${*: -1}"
-    "${@:1:$#-1}" 2>/dev/null | grep -qF -- "$expected"
+    # Read the whole output first: `tool | grep -q` lets grep exit at the first match, the tool then dies of SIGPIPE
+    # writing the rest, and pipefail turns that into a failure (seen with kubectl's two-line version).
+    local expected="${*: -1}" output
+    output="$("${@:1:$#-1}" 2>/dev/null)" || return 1
+    [[ "$output" == *"$expected"* ]]
 }
 
 if have_version "$BIN/helm" version --short "$HELM_VERSION" && have_version "$BIN/kubectl" version --client "$KUBECTL_VERSION"; then
