@@ -207,7 +207,7 @@ def test_deleting_the_modeldeployment_removes_its_children(harness: Harness) -> 
                 return False
             return True
 
-        eventually(all_gone, what="the ModelDeployment and its children to be gone")
+        assert eventually(all_gone, what="the ModelDeployment and its children to be gone") is True
 
 
 def test_operator_restart_mid_rollout_keeps_history_and_rolls_back_once(harness: Harness) -> None:

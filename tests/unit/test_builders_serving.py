@@ -92,9 +92,13 @@ def test_children_match_golden_files(case: str, kind: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_children_are_valid_kubernetes_objects(case: str) -> None:
+    validated = []
     for built in children(case).values():
         if built is not None:
+            # Raises ValidationError on any field the Kubernetes schema does not allow.
             kubernetes_validate.validate(built, KUBERNETES_VERSION, strict=True)
+            validated.append(built["kind"])
+    assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(validated)
 
 
 def test_deployment_runs_the_bento_service_as_docs_contracts_say() -> None:

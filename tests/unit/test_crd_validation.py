@@ -67,7 +67,10 @@ def admit(document: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
 def test_crd_passes_kubernetes_validate_strict(path: Path) -> None:
-    for document in _documents(path):
+    documents = _documents(path)
+    assert [document["kind"] for document in documents] == ["CustomResourceDefinition"]
+    for document in documents:
+        # Raises ValidationError naming every violation; the next test shows it does for a broken CRD.
         kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
 
 
