@@ -38,7 +38,7 @@ from modelyard.training.export import save_to_store
 from modelyard.training.model import build_model
 from tests.conftest import KubernetesApi, RunOperator
 from tests.integration.modeldeployment_support import NAME, NAMESPACE, SPEC, Harness, revisions
-from tests.support.prometheus import ScrapeJob, running_prometheus
+from tests.support.prometheus import PrometheusApi, ScrapeJob, running_prometheus
 from tests.support.waiting import eventually, free_port
 
 pytestmark = [
@@ -50,6 +50,7 @@ pytestmark = [
 
 SHEDDING_LATENCY_MS = 10
 WINDOW_SECONDS = 10
+REVISION_JOBS = ("revision-1", "revision-2")
 
 
 def stored_model(home: Path) -> str:
@@ -106,8 +107,8 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
     )
     # What a PodMonitor's podTargetLabels give each revision's pods (see the chart's podmonitors.yaml).
     jobs = [
-        ScrapeJob(f"revision-{revision}", f"{service.host}:{service.port}", _pod_labels(revision))
-        for revision, service in ((1, healthy), (2, shedding))
+        ScrapeJob(job, f"{service.host}:{service.port}", _pod_labels(revision))
+        for job, revision, service in zip(REVISION_JOBS, (1, 2), (healthy, shedding), strict=True)
     ]
     with healthy, shedding, running_prometheus(work / "prometheus", jobs) as prometheus:
         healthy.wait_ready(180)
@@ -233,24 +234,38 @@ def test_analysis_judges_a_revision_on_its_own_series(figures: Figures) -> None:
     spec = AnalysisSpec.model_validate(
         {"prometheusURL": figures.prometheus_url, "windowSeconds": 120, "minRequests": 10}
     )
+    prometheus = PrometheusApi(figures.prometheus_url)
+    shedding, healthy = analysis.selector(_pod_labels(2)), analysis.selector(_pod_labels(1))
     started = utcnow()
+    # increase() reads only samples inside the window: one scrape of each before the traffic is its baseline.
+    prometheus.wait_scraped(REVISION_JOBS)
     traffic = Traffic()
     try:
+        # Load until Prometheus holds enough of it for a verdict: on two busy cores a scrape can time out.
         traffic.send_to(figures.shedding_url, clients=16)
-        eventually(lambda: traffic.answered(figures.shedding_url) >= 60, what="answers from revision 2")
+        eventually(
+            lambda: analysis.analyse(spec, shedding, started, utcnow()).verdict is Verdict.FAILED,
+            what="revision 2's 503s in Prometheus",
+            timeout=90,
+        )
         traffic.send_to(figures.healthy_url, clients=2)
-        eventually(lambda: traffic.answered(figures.healthy_url) >= 15, what="answers from revision 1")
-        time.sleep(3)  # the last answers scraped (every second)
+        eventually(
+            lambda: analysis.analyse(spec, healthy, started, utcnow()).reason == "AnalysisRunning",
+            what="enough of revision 1's answers in Prometheus",
+            timeout=90,
+        )
     finally:
         traffic.close()
+    assert traffic.codes[(figures.shedding_url, 503)] > 0
+    # The same Prometheus, the same moment: revision 1's own series hold none of revision 2's 503s.
     now = utcnow()
-    shed = analysis.analyse(spec, analysis.selector(_pod_labels(2)), started, now)
+    shed = analysis.analyse(spec, shedding, started, now)
     assert shed.verdict is Verdict.FAILED, shed
     assert shed.reason == "AnalysisFailed"
-    # The same Prometheus, the same moment: revision 1's own series hold none of revision 2's 503s.
-    healthy = analysis.analyse(spec, analysis.selector(_pod_labels(1)), started, now)
-    assert healthy.verdict is Verdict.PENDING, healthy  # fine so far, but the window is not over yet
-    assert healthy.message.startswith("so far error rate 0.0%"), healthy
+    assert "> max error rate" in shed.message, shed
+    kept = analysis.analyse(spec, healthy, started, now)
+    assert kept.verdict is Verdict.PENDING, kept  # fine so far, but the window is not over yet
+    assert kept.message.startswith("so far error rate 0.0%"), kept
     with pytest.raises(analysis.PrometheusError, match=r"refused.*parse error"):
         analysis.PrometheusClient(figures.prometheus_url).scalar("sum(", now)
 

@@ -201,8 +201,8 @@ def test_every_panel_query_of_every_dashboard_returns_data(
                 held_out = sorted(dataset.held_out.glob("*/*.png"))[:: max(1, dataset.held_out_images // 24)]
                 codes = send_load(service.url, held_out)
                 output, _ = trainer.communicate(timeout=300)
-                time.sleep(4)  # a few more scrapes, so that the last requests are counted
-                assert prometheus.healthy_targets() >= {"modelyard-operator", "modelyard-serving"}
+                # The last requests and the operator's last figures are counted once each is scraped again.
+                prometheus.wait_scraped({"modelyard-operator", "modelyard-serving"})
                 end = time.time()
         finally:
             if trainer.poll() is None:

@@ -9,9 +9,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,28 @@ class PrometheusApi:
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def healthy_targets(self) -> set[str]:
+    def scraped_since(self, moment: float) -> set[str]:
+        """The jobs whose last scrape began after `moment` (epoch seconds) and succeeded."""
         active = self.get("/api/v1/targets")["activeTargets"]
-        return {t["labels"]["job"] for t in active if t["health"] == "up"}
+        return {
+            t["labels"]["job"]
+            for t in active
+            if t["health"] == "up" and datetime.fromisoformat(t["lastScrape"]).timestamp() > moment
+        }
+
+    def wait_scraped(self, jobs: Collection[str], timeout: float = 60) -> None:
+        """Wait until each of `jobs` has been scraped successfully since this call. A fixed sleep is not enough: on a
+        loaded machine a scrape can time out (the timeout is the 1 s interval), and then what was sent is not counted
+        yet."""
+        moment = time.time()
+        deadline = time.monotonic() + timeout
+        missing = set(jobs)
+        while time.monotonic() < deadline:
+            missing = set(jobs) - self.scraped_since(moment)
+            if not missing:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"Prometheus scraped no answer from {sorted(missing)} within {timeout}s")
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
