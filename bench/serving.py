@@ -1,15 +1,18 @@
 """Serving benchmark: the real Bento service on 127.0.0.1 against the same model called directly, in one run.
 
 A model is saved with the trainer's own export (untrained weights: speed does not depend on them), then
-- direct: the stored model loaded in this process with the trainer's eval transform, one image per call and then a
-  batch the size of the client count: the floor any service can reach;
+- direct: the stored model loaded in this process through the service's own `Classifier` (decoder, eval transform,
+  precision and memory format as served), one image per call and then a batch the size of the client count: the
+  floor any service can reach;
 - sequential: one client, one image per request, over HTTP (multipart), through decoding, batching and JSON;
-- concurrent: N clients at once (8 by default), each sending its share of the requests;
+- concurrent: N clients at once, single-image requests, then requests of several images each;
 each a bounded loop (a fixed number of requests and a deadline), reporting p50/p99 latency and throughput. Overhead
 is service latency / direct latency (sequential) and direct batch throughput / service throughput (concurrent).
+The clients run in several processes (`--client-processes`), so that the load generator's own GIL is not the limit.
 
     python bench/serving.py                                  # CPU here: resnet18 at 224 px, 120 requests
-    python bench/serving.py --device cuda --backbone resnet50 --requests 2000 --clients 32
+    python bench/serving.py --device cuda --backbone resnet50 --requests 6000 --clients 64 --workers 8 \
+        --client-processes 6 --images-per-request 16
     python bench/serving.py --json results.json
 """
 
@@ -18,51 +21,59 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import torch
 from PIL import Image
 
-from modelyard.api.training_job import TrainingJobSpec
+from modelyard.api.training_job import Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
-from modelyard.bento.process import ServiceProcess
+from modelyard.bento.process import ServiceProcess, readiness
+from modelyard.bento.runtime import Classifier
 from modelyard.training.export import load_from_store, save_to_store
 from modelyard.training.model import build_model
-from modelyard.training.transforms import eval_transform
 
 
 @dataclass
 class Figures:
     name: str
-    requests: int
+    requests: int  # images, so that throughput compares across phases
     errors: int
     seconds: float
     p50_ms: float
     p99_ms: float
+    calls: int = 0  # HTTP requests (or direct calls)
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def calls_per_second(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
 
-def summarise(name: str, latencies: list[float], seconds: float, errors: int = 0) -> Figures:
-    ordered = sorted(latencies)
+
+def summarise(name: str, latencies: list[float], seconds: float, errors: int = 0, per_call: int = 1) -> Figures:
+    ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return Figures(name, len(ordered), errors, seconds, 1000 * statistics.median(ordered), 1000 * p99)
+    count = len(latencies)
+    return Figures(name, count * per_call, errors, seconds, 1000 * statistics.median(ordered), 1000 * p99, count)
 
 
-def sample_images(count: int, side: int) -> list[bytes]:
-    """Deterministic photo-sized PNGs (smooth colour fields with noise), a little larger than the network input."""
+def sample_images(count: int, side: int, image_format: str) -> list[bytes]:
+    """Deterministic photo-like images (smooth colour fields with noise), a little larger than the network input."""
     rng = np.random.default_rng(0)
     images = []
     for _ in range(count):
@@ -70,7 +81,9 @@ def sample_images(count: int, side: int) -> list[bytes]:
         base = np.stack([x, y, (x + y) / 2], axis=2) * rng.uniform(100, 255, 3)
         pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
+        Image.fromarray(pixels).save(
+            buffer, format=image_format.upper(), **({"quality": 90} if image_format == "jpeg" else {})
+        )
         images.append(buffer.getvalue())
     return images
 
@@ -91,17 +104,15 @@ def save_model(home: Path, backbone: str, image_size: int) -> str:
     )  # fmt: skip
 
 
-def direct(home: Path, tag: str, images: list[bytes], requests: int, batch: int, device: str) -> list[Figures]:
-    """The stored model in this process: the service's decoder, the eval transform and a forward pass."""
-    loaded = load_from_store(tag, device, store=home)
-    transform = eval_transform(loaded.info.image_size, loaded.info.normalization)
+def direct(
+    home: Path, tag: str, images: list[bytes], requests: int, batch: int, device: str, precision: Precision
+) -> list[Figures]:
+    """The stored model in this process through the service's own Classifier: decode, transform, forward pass."""
+    classifier = Classifier(load_from_store(tag, device, store=home), torch.device(device), precision)
     limits = InputLimits()
 
     def run(group: list[bytes]) -> None:
-        pixels = [decode_image(data, limits).pixels for data in group]
-        with torch.inference_mode():
-            logits = loaded.module(torch.stack([transform(p) for p in pixels]).to(device))
-        torch.softmax(logits.float(), dim=1).cpu()
+        classifier.probabilities([decode_image(data, limits).pixels for data in group])
 
     for _ in range(3):
         run(images[:1])
@@ -110,42 +121,99 @@ def direct(home: Path, tag: str, images: list[bytes], requests: int, batch: int,
     for size, name in ((1, "direct, 1 image per call"), (batch, f"direct, {batch} images per call")):
         latencies: list[float] = []
         started = time.perf_counter()
-        calls = max(1, requests // size)
-        for index in range(calls):
+        for index in range(max(1, requests // size)):
             group = [images[(index * size + offset) % len(images)] for offset in range(size)]
             begin = time.perf_counter()
             run(group)
             latencies.append(time.perf_counter() - begin)
-        figures = summarise(name, latencies, time.perf_counter() - started)
-        figures.requests = calls * size  # images, so that throughput compares with the service's
-        results.append(figures)
+        results.append(summarise(name, latencies, time.perf_counter() - started, per_call=size))
     return results
 
 
-def over_http(url: str, images: list[bytes], requests: int, clients: int, deadline: float) -> Figures:
-    """`requests` single-image requests from `clients` concurrent clients; stops at `deadline` seconds."""
-    stop_at = time.perf_counter() + deadline
+@dataclass(frozen=True)
+class Load:
+    url: str
+    images: list[bytes]
+    requests: int  # HTTP requests in all
+    clients: int  # concurrent clients in all
+    per_request: int  # images per request
+    deadline: float  # seconds
+    media_type: str
+
+
+_START: Any = None  # a client process's barrier: every process starts its clients at the same moment
+
+
+def _set_start_barrier(barrier: Any) -> None:
+    global _START  # the one way to hand a ProcessPoolExecutor worker a barrier
+    _START = barrier
+
+
+def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], int, float, float]:
+    """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline.
+    Returns latencies, errors, and the wall-clock start and end of this process's share."""
+    if _START is not None:
+        _START.wait()
+    started = time.time()
+    stop_at = time.perf_counter() + load.deadline
 
     def client(index: int) -> tuple[list[float], int]:
         latencies, errors = [], 0
-        with httpx.Client(base_url=url, timeout=120) as session:
-            for number in range(index, requests, clients):
+        with httpx.Client(base_url=load.url, timeout=120) as session:
+            for number in range(index, load.requests, load.clients):
                 if time.perf_counter() > stop_at:
                     break
-                data = images[number % len(images)]
+                files = [
+                    ("images", (f"image-{k}", load.images[(number + k) % len(load.images)], load.media_type))
+                    for k in range(load.per_request)
+                ]
                 begin = time.perf_counter()
-                response = session.post("/predict", files={"images": ("image.png", data, "image/png")})
+                response = session.post("/predict", files=files)
                 latencies.append(time.perf_counter() - begin)
                 errors += response.status_code != 200
         return latencies, errors
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        outcomes = list(pool.map(client, range(clients)))
-    seconds = time.perf_counter() - started
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        outcomes = list(pool.map(client, range(first, load.clients, step)))
     latencies = [value for found, _ in outcomes for value in found]
-    name = "service, 1 client" if clients == 1 else f"service, {clients} concurrent clients"
-    return summarise(name, latencies, seconds, sum(errors for _, errors in outcomes))
+    return latencies, sum(errors for _, errors in outcomes), started, time.time()
+
+
+def over_http(load: Load, processes: int) -> Figures:
+    """The load from `processes` client processes (one when there is a single client); timed from the moment all
+    of them start sending (spawning a process and importing its modules is not the service's time)."""
+    processes = max(1, min(processes, load.clients))
+    if processes == 1:
+        outcomes = [_clients(load, 0, 1, load.clients)]
+    else:
+        context = multiprocessing.get_context("spawn")  # the parent holds a CUDA context: never fork it
+        barrier = context.Barrier(processes)
+        with ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_set_start_barrier, initargs=(barrier,)
+        ) as pool:
+            shares = [
+                pool.submit(_clients, load, first, processes, len(range(first, load.clients, processes)))
+                for first in range(processes)
+            ]
+            outcomes = [share.result() for share in shares]
+    latencies = [value for found, *_ in outcomes for value in found]
+    errors = sum(outcome[1] for outcome in outcomes)
+    seconds = max(outcome[3] for outcome in outcomes) - min(outcome[2] for outcome in outcomes)
+    who = "1 client" if load.clients == 1 else f"{load.clients} concurrent clients"
+    name = f"service, {who}" + (f", {load.per_request} images per request" if load.per_request > 1 else "")
+    return summarise(name, latencies, seconds, errors, per_call=load.per_request)
+
+
+def wait_all_workers_ready(url: str, workers: int, timeout: float = 600) -> None:
+    """/readyz of one worker says nothing of the others: ask until many answers in a row are 200."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < 20 * workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every one of {workers} workers became ready within {timeout:.0f}s")
+        streak = streak + 1 if readiness(url)[0] == 200 else 0
+        if not streak:
+            time.sleep(0.2)
 
 
 def main() -> int:
@@ -153,8 +221,14 @@ def main() -> int:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", type=Precision, default=Precision.AUTO, choices=list(Precision))
+    parser.add_argument("--format", dest="image_format", choices=["jpeg", "png"], default="jpeg")
     parser.add_argument("--requests", type=int, default=120, help="requests per phase")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--client-processes", type=int, default=1, help="processes the clients are spread over")
+    parser.add_argument("--images-per-request", type=int, default=8, help="images per request, multi-image phase")
+    parser.add_argument("--workers", type=int, default=1, help="service worker processes (MODELYARD_WORKERS)")
+    parser.add_argument("--max-batch-size", type=int, default=None, help="MODELYARD_MAX_BATCH_SIZE of the service")
     parser.add_argument("--deadline", type=float, default=300, help="seconds a phase may take at most")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -162,42 +236,65 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
         home = Path(scratch) / "bentoml"
         tag = save_model(home, args.backbone, args.image_size)
-        images = sample_images(16, args.image_size + 32)
-        results = direct(home, tag, images, args.requests, args.clients, args.device)
-        env = {"BENTOML_HOME": str(home), "MODELYARD_MODEL_TAG": tag, "MODELYARD_DEVICE": args.device}
+        images = sample_images(16, args.image_size + 32, args.image_format)
+        results = direct(home, tag, images, args.requests, args.clients, args.device, args.precision)
+        env = {
+            "BENTOML_HOME": str(home),
+            "MODELYARD_MODEL_TAG": tag,
+            "MODELYARD_DEVICE": args.device,
+            "MODELYARD_PRECISION": args.precision.value,
+            "MODELYARD_WORKERS": str(args.workers),
+        }
+        if args.max_batch_size:
+            env["MODELYARD_MAX_BATCH_SIZE"] = str(args.max_batch_size)
+        media_type = f"image/{args.image_format}"
         with ServiceProcess(env, log=Path(scratch) / "service.log") as service:
             service.wait_ready(600)
-            over_http(service.url, images, 2 * args.clients, 1, args.deadline)  # warm the batching dispatcher up
-            for clients in (1, args.clients):
-                results.append(over_http(service.url, images, args.requests, clients, args.deadline))
+            wait_all_workers_ready(service.url, args.workers)
+            warm = Load(service.url, images, 4 * args.clients, args.clients, 1, args.deadline, media_type)
+            over_http(warm, args.client_processes)  # every worker's batching dispatcher warmed up
+            phases = [
+                (1, 1, args.requests),
+                (args.clients, 1, args.requests),
+                (args.clients, args.images_per_request, max(args.clients, args.requests // args.images_per_request)),
+            ]
+            for clients, per_request, requests in phases:
+                load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type)
+                results.append(over_http(load, args.client_processes))
 
-    single, batched, sequential, concurrent = results
+    single, batched, sequential, concurrent, multi = results
     info = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
-        "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}",
+        "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
+        f"precision {args.precision.value}",
+        "service": f"{args.workers} worker(s), {args.image_format} uploads, clients in {args.client_processes} "
+        "process(es)",
         "torch": torch.__version__,
     }
     print(" | ".join(f"{key}: {value}" for key, value in info.items()))
-    print(f"{'phase':34} {'images':>7} {'errors':>6} {'p50 ms':>9} {'p99 ms':>9} {'images/s':>9}")
+    print(f"{'phase':58} {'images':>7} {'errors':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'images/s':>9}")
     for figures in results:
         print(
-            f"{figures.name:34} {figures.requests:7d} {figures.errors:6d} {figures.p50_ms:9.1f} "
-            f"{figures.p99_ms:9.1f} {figures.per_second:9.1f}"
+            f"{figures.name:58} {figures.requests:7d} {figures.errors:6d} {figures.p50_ms:9.1f} "
+            f"{figures.p99_ms:9.1f} {figures.calls_per_second:9.1f} {figures.per_second:9.1f}"
         )
     ratios = {
         "sequential_latency_overhead": sequential.p50_ms / single.p50_ms,
         "concurrent_throughput_vs_direct_batch": concurrent.per_second / batched.per_second,
         "concurrent_throughput_vs_direct_single": concurrent.per_second / single.per_second,
+        "multi_image_throughput_vs_direct_batch": multi.per_second / batched.per_second,
     }
     print(
         f"overhead: sequential p50 is {ratios['sequential_latency_overhead']:.2f}x the direct call's; "
         f"{args.clients} clients reach {ratios['concurrent_throughput_vs_direct_batch']:.2f}x the throughput of "
-        f"direct batches of {args.clients} ({ratios['concurrent_throughput_vs_direct_single']:.2f}x direct single)"
+        f"direct batches of {args.clients} ({ratios['concurrent_throughput_vs_direct_single']:.2f}x direct single); "
+        f"with {args.images_per_request} images per request "
+        f"{ratios['multi_image_throughput_vs_direct_batch']:.2f}x"
     )
     if args.json:
         args.json.write_text(json.dumps({**info, "phases": [asdict(f) for f in results], "ratios": ratios}, indent=2))
-    return 1 if sequential.errors or concurrent.errors else 0
+    return 1 if sequential.errors or concurrent.errors or multi.errors else 0
 
 
 if __name__ == "__main__":

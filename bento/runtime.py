@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from modelyard.api.training_job import Precision
 from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, decode_image
 from modelyard.bento.settings import Device
 from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
+from modelyard.training.loop import autocast, autocast_dtype, resolve_precision
 from modelyard.training.transforms import eval_transform
 
 logger = logging.getLogger("bentoml.modelyard")  # under "bentoml": BentoML configures only its own loggers
@@ -65,21 +67,31 @@ def resolve_device(device: Device) -> torch.device:
 
 
 class Classifier:
-    """A stored model with its evaluation transform: RGB images in, top-k classes out."""
+    """A stored model with its evaluation transform: RGB images in, top-k classes out.
 
-    def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
+    On a GPU the model runs as the trainer runs it by default: channels_last, in bf16 where the GPU has it
+    (`precision`), which roughly halves the time of a batch; on a CPU in fp32."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, precision: Precision = Precision.AUTO) -> None:
         if device.type == "cpu":
             torch.set_num_threads(cpu_budget())
         self.module = loaded.module
         self.info = loaded.info
         self.device = device
         self.tag = loaded.info.tag
+        self.precision = resolve_precision(precision, device)
+        self.dtype = autocast_dtype(self.precision)
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.module.to(memory_format=self.memory_format)
         self.transform = eval_transform(loaded.info.image_size, loaded.info.normalization)
 
     def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
         """Softmax over classes, one row per image, on the CPU."""
-        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
-        with torch.inference_mode():
+        batch = torch.stack([self.transform(image) for image in images])
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.module(batch)
         return torch.softmax(logits.float(), dim=1).cpu()
 
@@ -174,9 +186,11 @@ class ModelLoader:
         limits: InputLimits,
         readiness: Readiness,
         on_ready: Callable[[Classifier], None],
+        precision: Precision = Precision.AUTO,
     ) -> None:
         self.tag = tag
         self.device = device
+        self.precision = precision
         self.limits = limits
         self.readiness = readiness
         self.on_ready = on_ready
@@ -213,7 +227,7 @@ class ModelLoader:
             if found is None:
                 return
             loaded, folder = found
-            classifier = Classifier(loaded, resolve_device(self.device))
+            classifier = Classifier(loaded, resolve_device(self.device), self.precision)
             self.readiness.set(False, f"warming up model {classifier.tag}")
             checked = warm_up(classifier, read_warmup_sample(folder, self.limits))
         except Exception as error:  # whatever went wrong, /readyz must say it rather than the thread dying silently
@@ -221,5 +235,6 @@ class ModelLoader:
             self.readiness.set(False, f"model {self.tag} cannot serve: {error}")
             return
         self.on_ready(classifier)
-        self.readiness.set(True, f"serving {classifier.tag} on {classifier.device}; {checked}")
-        logger.info("ready: serving %s on %s; %s", classifier.tag, classifier.device, checked)
+        where = f"{classifier.device} in {classifier.precision.value}"
+        self.readiness.set(True, f"serving {classifier.tag} on {where}; {checked}")
+        logger.info("ready: serving %s on %s; %s", classifier.tag, where, checked)

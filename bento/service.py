@@ -34,11 +34,12 @@ from modelyard.bento.inputs import (
 from modelyard.bento.metrics import service_metrics
 from modelyard.bento.middleware import RequestGuard
 from modelyard.bento.runtime import Classifier, ImagePrediction, ModelLoader, Readiness
-from modelyard.bento.settings import Batching, ServiceSettings, limits_from_env
+from modelyard.bento.settings import Batching, ServiceSettings, limits_from_env, workers_from_env
 
 # Read when the class is defined: BentoML sizes its batching dispatchers from the decorator.
 BATCHING = Batching.from_env()
 LIMITS = limits_from_env()
+WORKERS = workers_from_env()
 FILE_FIELD = "images"
 READINESS = Readiness()
 
@@ -96,7 +97,7 @@ else:
     Base64Images = Annotated[list[Annotated[str, AfterValidator(_decode_base64_image)]], BeforeValidator(_image_count)]
 
 
-@bentoml.service(name="modelyard-classifier", traffic={"timeout": 120, "max_concurrency": 64}, workers=1)
+@bentoml.service(name="modelyard-classifier", traffic={"timeout": 120, "max_concurrency": 64}, workers=WORKERS)
 class ImageClassifier:
     """Image classification with a model from the Modelyard trainer."""
 
@@ -104,7 +105,9 @@ class ImageClassifier:
         self.settings = ServiceSettings.from_env()
         self.metrics = service_metrics(BATCHING.max_batch_size)
         self.classifier: Classifier | None = None
-        self.loader = ModelLoader(self.settings.model_tag, self.settings.device, LIMITS, READINESS, self._serve)
+        self.loader = ModelLoader(
+            self.settings.model_tag, self.settings.device, LIMITS, READINESS, self._serve, self.settings.precision
+        )
         self.loader.start()
 
     def _serve(self, classifier: Classifier) -> None:

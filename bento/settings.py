@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from modelyard.api.model_deployment import BatchingSpec
+from modelyard.api.training_job import Precision
 from modelyard.bento.inputs import InputLimits
 
 MODEL_TAG_ENV = "MODELYARD_MODEL_TAG"
@@ -15,6 +16,8 @@ DEVICE_ENV = "MODELYARD_DEVICE"
 MAX_BATCH_SIZE_ENV = "MODELYARD_MAX_BATCH_SIZE"
 MAX_LATENCY_MS_ENV = "MODELYARD_MAX_LATENCY_MS"
 TOP_K_ENV = "MODELYARD_TOP_K"
+PRECISION_ENV = "MODELYARD_PRECISION"
+WORKERS_ENV = "MODELYARD_WORKERS"
 LIMIT_ENVS = {
     "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
     "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
@@ -26,6 +29,7 @@ LIMIT_ENVS = {
 DEFAULT_MAX_BATCH_SIZE: int = BatchingSpec.model_fields["max_batch_size"].default
 DEFAULT_MAX_LATENCY_MS: int = BatchingSpec.model_fields["max_latency_ms"].default
 DEFAULT_TOP_K = 5
+MAX_WORKERS = 64
 
 
 class Device(enum.StrEnum):
@@ -65,6 +69,22 @@ class Batching:
         )
 
 
+def workers_from_env(env: Mapping[str, str] | None = None) -> int:
+    """Worker processes of the service (MODELYARD_WORKERS, default 1); read on import, like the batching settings.
+    Each worker loads its own copy of the model and decodes on its own core: the lever for throughput on a big node."""
+    source = os.environ if env is None else env
+    return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
+
+
+def _precision(env: Mapping[str, str]) -> Precision:
+    raw = env.get(PRECISION_ENV, "").strip().lower() or Precision.AUTO.value
+    try:
+        return Precision(raw)
+    except ValueError:
+        choices = ", ".join(member.value for member in Precision)
+        raise ValueError(f"{PRECISION_ENV}={raw!r} must be one of {choices}") from None
+
+
 def limits_from_env(env: Mapping[str, str] | None = None) -> InputLimits:
     """Input limits from MODELYARD_MAX_IMAGE_BYTES, _MAX_IMAGE_PIXELS, _MAX_IMAGES_PER_REQUEST, _MAX_REQUEST_BYTES."""
     source = os.environ if env is None else env
@@ -79,7 +99,10 @@ class ServiceSettings:
 
     model_tag: str
     device: Device = Device.AUTO
+    # auto: bf16 on a GPU that has it (the trainer's own rule), fp32 on a CPU. The warm-up check runs in it too.
+    precision: Precision = Precision.AUTO
     top_k: int = DEFAULT_TOP_K
+    workers: int = 1
     batching: Batching = field(default_factory=Batching)
     limits: InputLimits = field(default_factory=InputLimits)
 
@@ -98,7 +121,9 @@ class ServiceSettings:
         return cls(
             model_tag=tag,
             device=device,
+            precision=_precision(source),
             top_k=_int(source, TOP_K_ENV, DEFAULT_TOP_K, minimum=1),
+            workers=workers_from_env(source),
             batching=Batching.from_env(source),
             limits=limits_from_env(source),
         )

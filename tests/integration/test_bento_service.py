@@ -92,7 +92,7 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warmed_up_then_200(late: La
     assert late.predict_before.json()["detail"][0]["type"] == "not_ready"
     assert "not in the model store yet" in late.predict_before.json()["error"]
     # Once the model appeared in the store, it was loaded and its warm-up checked, then readiness turned 200.
-    assert str(late.ready_body["reason"]).startswith(f"serving {late.model.tag} on cpu; warm-up")
+    assert str(late.ready_body["reason"]).startswith(f"serving {late.model.tag} on cpu in fp32; warm-up")
     # The trainer stored a validation image with the model; readiness needed the model to classify it correctly.
     assert "warm-up on warmup.png gave the expected class" in str(late.ready_body["reason"])
     after = httpx.get(f"{late.service.url}/readyz")

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from modelyard.api.training_job import Precision
 from modelyard.bento.inputs import InputLimits, RejectReason
 from modelyard.bento.metrics import ServiceMetrics, batch_size_buckets
 from modelyard.bento.middleware import RequestGuard
@@ -33,10 +34,14 @@ def test_settings_come_from_the_pods_environment() -> None:
             "MODELYARD_MAX_LATENCY_MS": "2500",
             "MODELYARD_TOP_K": "3",
             "MODELYARD_MAX_IMAGE_PIXELS": "1000",
+            "MODELYARD_PRECISION": "BF16",
+            "MODELYARD_WORKERS": "4",
         }
     )
     assert settings.model_tag == "digits:v1"
     assert settings.device is Device.CUDA
+    assert settings.precision is Precision.BF16
+    assert settings.workers == 4
     assert settings.batching == Batching(max_batch_size=8, max_latency_ms=2500)
     assert settings.top_k == 3
     assert settings.limits.max_image_pixels == 1000
@@ -48,6 +53,8 @@ def test_defaults_are_the_model_deployments() -> None:
     # The ModelDeployment's BatchingSpec defaults: a deadline generous enough not to shed load on a small CPU.
     assert settings.batching == Batching(max_batch_size=32, max_latency_ms=10_000)
     assert settings.device is Device.AUTO
+    assert settings.precision is Precision.AUTO  # bf16 on a GPU that has it, fp32 on a CPU
+    assert settings.workers == 1
 
 
 @pytest.mark.parametrize(
@@ -59,6 +66,8 @@ def test_defaults_are_the_model_deployments() -> None:
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_MAX_LATENCY_MS": "soon"}, "'soon' is not an integer"),
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_TOP_K": "0"}, "MODELYARD_TOP_K='0' must be at least 1"),
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_MAX_REQUEST_BYTES": "-5"}, "must be at least 1"),
+        ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_PRECISION": "int8"}, "MODELYARD_PRECISION='int8' must be one of"),
+        ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_WORKERS": "0"}, "MODELYARD_WORKERS='0' must be between 1 and 64"),
     ],
 )
 def test_a_wrong_setting_names_the_variable(env: dict[str, str], message: str) -> None:
