@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,7 @@ from modelyard.training.transforms import RgbImage
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 # How far a bad image's slot looks for a readable replacement before the batch itself fails.
-_REPLACEMENT_ATTEMPTS = 64
+REPLACEMENT_ATTEMPTS = 64
 
 
 class Sample(NamedTuple):
@@ -155,7 +155,7 @@ class ImageDataset(Dataset[Item]):
     def __getitem__(self, key: SampleKey) -> Item:
         index, seed = key
         bad: list[tuple[str, str]] = []
-        for attempt in range(min(_REPLACEMENT_ATTEMPTS, len(self.samples))):
+        for attempt in range(min(REPLACEMENT_ATTEMPTS, len(self.samples))):
             sample = self.samples[(index + attempt) % len(self.samples)]
             try:
                 image = read_rgb(sample.path)
@@ -243,8 +243,15 @@ class ShardSampler(Sampler[SampleKey]):
 
 
 def make_loader(
-    dataset: ImageDataset, sampler: Sampler[SampleKey], batch_size: int, workers: int, *, train: bool, pin: bool
-) -> DataLoader[Item]:
+    dataset: Dataset[Any],
+    sampler: Sampler[SampleKey],
+    batch_size: int,
+    workers: int,
+    *,
+    train: bool,
+    pin: bool,
+    collate_fn: Callable[[Sequence[Any]], Any] = collate,
+) -> DataLoader[Any]:
     # A last partial training batch is dropped (it is reshuffled next epoch): a batch of one breaks BatchNorm.
     drop_last = train and len(sampler) > batch_size  # type: ignore[arg-type]
     return DataLoader(
@@ -252,7 +259,7 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=pin,
         drop_last=drop_last,
         persistent_workers=workers > 0,

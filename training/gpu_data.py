@@ -1,0 +1,226 @@
+"""The worker side of the gpu input pipeline (`data.pipeline: gpu`): read files, draw augmentation parameters.
+
+DataLoader workers do only what is cheap on a CPU: read each file (a whole JPEG stays encoded; anything else, a
+cut-off JPEG included, is decoded to RGB with PIL, as the cpu path would) and draw the sample's augmentation
+parameters from its sampler seed, so an epoch's order and augmentations do not depend on the number of workers and
+survive a resume. Decoding, cropping and the augmentations themselves run on the training device (gpu_pipeline.py,
+gpu_augment.py).
+
+Parameters follow albumentations 2.0.8, the cpu path: a transform fires when `random() < p`; ColorJitter's factors are
+uniform over [max(0, 1 - x), 1 + x] (hue over [-x, x]) and its four steps run in a shuffled order; RandomRotate90
+turns k ~ {0, 1, 2, 3} quarter turns once it fires; GaussNoise draws its std uniformly from `stdRange`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from modelyard.api.training_job import Augmentation
+from modelyard.training.data import REPLACEMENT_ATTEMPTS, Sample, SampleKey
+from modelyard.training.errors import DatasetError
+
+JPEG_MAGIC = b"\xff\xd8\xff"  # by content, not by file name: a PNG named .jpg still decodes
+CROP_ATTEMPTS = 10  # albumentations' RandomResizedCrop tries ten boxes before its central fallback
+CROP_SCALE = (0.08, 1.0)  # albumentations' defaults, which the cpu path uses
+CROP_RATIO = (3 / 4, 4 / 3)
+# One sample's row: flip, quarter turns, 4 jitter factors, 4 jitter order, noise std, then the crop attempts' draws
+# (area, log-ratio, top, left each).
+_FIXED = 11
+PARAMETER_COUNT = _FIXED + CROP_ATTEMPTS * 4
+
+
+def factor_range(amount: float) -> tuple[float, float]:
+    """ColorJitter's range of a brightness, contrast or saturation amount (albumentations clips the low end at 0)."""
+    return max(0.0, 1.0 - amount), 1.0 + amount
+
+
+def draw_parameters(seed: int, augmentation: Augmentation) -> npt.NDArray[np.float64]:
+    """The augmentation of one sample, from its seed alone. Every value is always drawn, so that changing one
+    probability does not reshuffle the others. Transforms that do not fire get identity values."""
+    rng = np.random.default_rng(seed)
+    coins = rng.random(4)
+    quarter_turns = int(rng.integers(0, 4))
+    uniforms = rng.random(4)
+    order = rng.permutation(4)
+    noise_uniform = rng.random()
+    crop = rng.random((CROP_ATTEMPTS, 4))
+
+    jitter, noise = augmentation.color_jitter, augmentation.gauss_noise
+    factors = np.array([1.0, 1.0, 1.0, 0.0])
+    if coins[2] < jitter.p:
+        for index, amount in enumerate((jitter.brightness, jitter.contrast, jitter.saturation)):
+            low, high = factor_range(amount)
+            factors[index] = low + (high - low) * uniforms[index]
+        factors[3] = -jitter.hue + 2 * jitter.hue * uniforms[3]
+    low, high = noise.std_range
+    values = np.empty(PARAMETER_COUNT)
+    values[0] = float(coins[0] < augmentation.horizontal_flip)
+    values[1] = quarter_turns if coins[1] < augmentation.random_rotate90 else 0
+    values[2:6] = factors
+    values[6:10] = order
+    values[10] = low + (high - low) * noise_uniform if coins[3] < noise.p else 0.0
+    values[_FIXED:] = crop.reshape(-1)
+    return values
+
+
+class AugmentParams(NamedTuple):
+    """A batch's parameters, one row per image (collated on the CPU; gpu_augment moves what it needs)."""
+
+    flip: torch.Tensor  # bool (B,)
+    quarter_turns: torch.Tensor  # int64 (B,), counterclockwise, as np.rot90
+    jitter: torch.Tensor  # float32 (B, 4): brightness, contrast, saturation factors, hue shift (turns)
+    jitter_order: torch.Tensor  # int64 (B, 4): the order the four jitter steps run in
+    noise_std: torch.Tensor  # float32 (B,): fraction of the pixel range; 0 where GaussNoise does not fire
+    crop: torch.Tensor  # float64 (B, CROP_ATTEMPTS, 4): uniform draws for RandomResizedCrop's box
+
+    @classmethod
+    def stack(cls, rows: npt.NDArray[np.float64]) -> AugmentParams:
+        return cls(
+            flip=torch.from_numpy(rows[:, 0] > 0.5),
+            quarter_turns=torch.from_numpy(rows[:, 1].astype(np.int64)),
+            jitter=torch.from_numpy(rows[:, 2:6].astype(np.float32)),
+            jitter_order=torch.from_numpy(rows[:, 6:10].astype(np.int64)),
+            noise_std=torch.from_numpy(rows[:, 10].astype(np.float32)),
+            crop=torch.from_numpy(np.ascontiguousarray(rows[:, _FIXED:].reshape(-1, CROP_ATTEMPTS, 4))),
+        )
+
+
+def crop_boxes(
+    heights: npt.NDArray[np.int64], widths: npt.NDArray[np.int64], draws: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """RandomResizedCrop's boxes (x0, y0, x1, y1) for images of these sizes, vectorised over the batch: the first of
+    ten attempts whose box fits, else albumentations' central fallback (`get_params_dependent_on_data`)."""
+    heights, widths = heights.astype(np.float64), widths.astype(np.float64)
+    area = (heights * widths)[:, None]
+    target = CROP_SCALE[0] * area + (CROP_SCALE[1] * area - CROP_SCALE[0] * area) * draws[..., 0]
+    log_low, log_high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    aspect = np.exp(log_low + (log_high - log_low) * draws[..., 1])
+    crop_w, crop_h = np.round(np.sqrt(target * aspect)), np.round(np.sqrt(target / aspect))  # round half to even
+    fits = (crop_w > 0) & (crop_w <= widths[:, None]) & (crop_h > 0) & (crop_h <= heights[:, None])
+    first = fits.argmax(axis=1)
+    rows = np.arange(len(heights))
+    crop_w, crop_h = crop_w[rows, first], crop_h[rows, first]
+    y0 = np.floor((heights - crop_h + 1) * draws[rows, first, 2])
+    x0 = np.floor((widths - crop_w + 1) * draws[rows, first, 3])
+
+    # Fallback: the whole image, or its central part at the nearest allowed aspect ratio.
+    ratio = widths / heights
+    too_tall, too_wide = ratio < CROP_RATIO[0], ratio > CROP_RATIO[1]
+    fall_w = np.where(too_wide, np.round(heights * CROP_RATIO[1]), widths)
+    fall_h = np.where(too_tall, np.round(widths / CROP_RATIO[0]), heights)
+    found = fits.any(axis=1)
+    crop_w, crop_h = np.where(found, crop_w, fall_w), np.where(found, crop_h, fall_h)
+    y0 = np.where(found, y0, (heights - crop_h) // 2)
+    x0 = np.where(found, x0, (widths - crop_w) // 2)
+    return np.stack([x0, y0, x0 + crop_w, y0 + crop_h], axis=1).astype(np.int64)
+
+
+def pil_rgb(data: bytes) -> torch.Tensor:
+    """Decode with PIL, as the cpu path's `read_rgb` does, into a CHW uint8 tensor."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:  # its own message names a BytesIO object; the caller names the file
+        raise UnidentifiedImageError("cannot identify the image format") from None
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def complete_jpeg(data: bytes) -> bool:
+    """Whether the last scan of a JPEG is followed by its end-of-image marker: a cut-off file's is not. (0xFF in
+    scan data is always escaped, so neither marker occurs there; a thumbnail's come before the main image's.)
+    nvJPEG's hardware decoder does not always notice a truncated file; PIL, the cpu path's judge, does."""
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
+
+
+class EncodedItem(NamedTuple):
+    data: torch.Tensor  # 1-D uint8: a JPEG's bytes; or 3-D CHW uint8: pixels PIL decoded in the worker
+    path: str
+    label: int
+    seed: int | None
+    params: npt.NDArray[np.float64] | None
+    bad: tuple[tuple[str, str], ...]  # unreadable files skipped to produce this item
+
+
+class EncodedDataset(Dataset[EncodedItem]):
+    """Items keyed like ImageDataset's, (index, seed); parameters are drawn only for training (`augmentation`)."""
+
+    def __init__(self, samples: Sequence[Sample], augmentation: Augmentation | None) -> None:
+        self.samples = list(samples)
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: SampleKey) -> EncodedItem:
+        index, seed = key
+        bad: list[tuple[str, str]] = []
+        for attempt in range(min(REPLACEMENT_ATTEMPTS, len(self.samples))):
+            sample = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                raw = sample.path.read_bytes()
+                jpeg = raw.startswith(JPEG_MAGIC) and complete_jpeg(raw)
+                data = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if jpeg else pil_rgb(raw)
+            except (OSError, ValueError, SyntaxError) as error:  # unreadable, or refused by PIL (not a full JPEG)
+                bad.append((str(sample.path), f"{type(error).__name__}: {error}"))
+                continue
+            params = None
+            if self.augmentation is not None and seed is not None:
+                params = draw_parameters(seed, self.augmentation)
+            return EncodedItem(data, str(sample.path), sample.label, seed, params, tuple(bad))
+        raise DatasetError(
+            f"no readable image among {len(bad)} in a row starting at {self.samples[index].path}: "
+            + "; ".join(f"{path} ({error})" for path, error in bad[:5])
+        )
+
+
+class EncodedBatch(NamedTuple):
+    """One flat buffer per batch instead of a tensor per image: each tensor a worker hands over costs a shared-memory
+    segment and a file descriptor."""
+
+    buffer: torch.Tensor  # uint8, every item's data back to back
+    spans: torch.Tensor  # int64 (B, 2): start and end of each item in `buffer`
+    shapes: torch.Tensor  # int64 (B, 3): CHW of pixels decoded in the worker; zeros for a JPEG
+    paths: list[str]
+    labels: torch.Tensor
+    params: AugmentParams | None
+    noise_seed: int  # seeds the batch's noise field: from the batch's sample seeds, so workers do not matter
+    bad: list[tuple[str, str]]
+
+    def items(self) -> list[torch.Tensor]:
+        """Each item's data: views into `buffer` (pinned with it), JPEG bytes 1-D, decoded pixels CHW."""
+        return [
+            self.buffer[start:end].view(shape) if shape[0] else self.buffer[start:end]
+            for (start, end), shape in zip(self.spans.tolist(), self.shapes.tolist(), strict=True)
+        ]
+
+
+def collate_encoded(items: Sequence[EncodedItem]) -> EncodedBatch:
+    sizes = [item.data.numel() for item in items]
+    ends = np.cumsum(sizes)
+    buffer = torch.cat([item.data.reshape(-1) for item in items])
+    spans = torch.from_numpy(np.stack([ends - np.asarray(sizes), ends], axis=1).astype(np.int64))
+    shapes = torch.tensor([list(item.data.shape) if item.data.ndim == 3 else [0, 0, 0] for item in items])
+    rows = [item.params for item in items]
+    params = AugmentParams.stack(np.stack(rows)) if all(row is not None for row in rows) else None  # type: ignore[arg-type]
+    seeds = [item.seed for item in items if item.seed is not None]
+    noise_seed = int(np.random.SeedSequence(seeds).generate_state(1, dtype=np.uint64)[0] >> 1) if seeds else 0
+    return EncodedBatch(
+        buffer=buffer,
+        spans=spans,
+        shapes=shapes,
+        paths=[item.path for item in items],
+        labels=torch.tensor([item.label for item in items], dtype=torch.long),
+        params=params,
+        noise_seed=noise_seed,
+        bad=[entry for item in items for entry in item.bad],
+    )
