@@ -12,16 +12,15 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from modelyard.api.training_job import Optimizer, Precision, Scheduler, TrainingSpec
-from modelyard.training.data import BadImageTracker, Batch, Item
-from modelyard.training.distributed import Distributed, all_reduce_max, all_reduce_sum
+from modelyard.training.data import BadImageTracker, Batch
+from modelyard.training.distributed import Distributed, all_reduce_max, all_reduce_sum, wrap_model
 from modelyard.training.errors import ConfigError, DivergedError
 
 
@@ -124,14 +123,51 @@ class Trainee:
     channels_last: bool
 
 
+def prepare_trainee(
+    model: nn.Module, training: TrainingSpec, context: Distributed, steps_per_epoch: int
+) -> tuple[Trainee, Precision]:
+    """Everything between a built model and the first step, for the trainer and the benchmarks alike (so a benchmark
+    measures what trains): the model on the device in the recipe's memory format, optimizer, schedule, loss-scaler,
+    loss, cuDNN autotuning, the DDP wrap and torch.compile. `model` itself stays the unwrapped module (its
+    parameters are the ones trained): load a checkpoint into it and save it, not `trainee.model`."""
+    device = context.device
+    model.to(device)
+    if training.channels_last:
+        model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(training.precision, device)
+    optimizer = make_optimizer(model, training)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+    wrapped = wrap_model(model, context)
+    trainee = Trainee(
+        model=torch.compile(wrapped) if training.compile else wrapped,  # type: ignore[arg-type]
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, training, steps_per_epoch),
+        scaler=make_scaler(precision, device),
+        dtype=autocast_dtype(precision),
+        criterion=nn.CrossEntropyLoss(label_smoothing=training.label_smoothing),
+        device=device,
+        channels_last=training.channels_last,
+    )
+    return trainee, precision
+
+
+class BatchSource(Protocol):
+    """What an epoch iterates: a DataLoader of `Batch`es, or the gpu pipeline's DeviceLoader."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+
 def to_device(batch: Batch, trainee: Trainee) -> tuple[torch.Tensor, torch.Tensor]:
     memory_format = torch.channels_last if trainee.channels_last else torch.contiguous_format
     images = batch.images.to(trainee.device, non_blocking=True, memory_format=memory_format)
     return images, batch.labels.to(trainee.device, non_blocking=True)
 
 
-def _timed(loader: DataLoader[Item]) -> Iterator[tuple[Batch, float]]:
-    """Each batch with the seconds spent waiting for it."""
+def _timed(loader: BatchSource) -> Iterator[tuple[Batch, float]]:
+    """Each batch with the seconds spent waiting for it (with the gpu pipeline: also preparing it on the device)."""
     iterator = iter(loader)
     while True:
         started = time.perf_counter()
@@ -144,7 +180,7 @@ def _timed(loader: DataLoader[Item]) -> Iterator[tuple[Batch, float]]:
 
 def train_epoch(
     trainee: Trainee,
-    loader: DataLoader[Item],
+    loader: BatchSource,
     *,
     epoch: int,
     first_step: int,
@@ -264,7 +300,7 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader[Item],
+    loader: BatchSource,
     trainee: Trainee,
     *,
     context: Distributed,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelyard.api.training_job import ClassBalancing, TrainingJobSpec
+from modelyard.api.training_job import ClassBalancing, DataSpec, InputPipeline, TrainingJobSpec
 from modelyard.training import checkpoint, distributed, export
 from modelyard.training.config import LoadedConfig, RunContext, changed_fields
 from modelyard.training.data import (
@@ -33,17 +33,8 @@ from modelyard.training.data import (
     read_rgb,
 )
 from modelyard.training.errors import ConfigError
-from modelyard.training.loop import (
-    Trainee,
-    autocast_dtype,
-    evaluate,
-    make_optimizer,
-    make_scaler,
-    make_scheduler,
-    resolve_precision,
-    steps_per_epoch,
-    train_epoch,
-)
+from modelyard.training.gpu_pipeline import make_gpu_loader
+from modelyard.training.loop import BatchSource, Trainee, evaluate, prepare_trainee, steps_per_epoch, train_epoch
 from modelyard.training.model import AttentionClassifier, build_model, parameters_digest
 from modelyard.training.progress import ProgressLog
 from modelyard.training.selection import BestSoFar
@@ -92,6 +83,30 @@ def run_training(
         distributed.teardown(context)
 
 
+def _loaders(
+    data: DataSpec,
+    split: DataSplit,
+    train_sampler: EpochSampler,
+    val_sampler: ShardSampler,
+    batch_size: int,
+    context: distributed.Distributed,
+) -> tuple[BatchSource, BatchSource]:
+    """The training and validation batches of `data.pipeline`: decoded and augmented by DataLoader workers (cpu), or
+    read by the workers and decoded and augmented on the training device (gpu)."""
+    if data.pipeline is InputPipeline.GPU:
+        return (
+            make_gpu_loader(split.train, train_sampler, batch_size, data, context.device, train=True),
+            make_gpu_loader(split.val, val_sampler, batch_size, data, context.device, train=False),
+        )
+    pin, workers = context.device.type == "cuda", data.num_workers
+    augment = train_transform(data.image_size, data.augmentation, data.normalization)
+    preprocess = eval_transform(data.image_size, data.normalization)
+    return (
+        make_loader(ImageDataset(split.train, augment), train_sampler, batch_size, workers, train=True, pin=pin),
+        make_loader(ImageDataset(split.val, preprocess), val_sampler, batch_size, workers, train=False, pin=pin),
+    )
+
+
 class _Run:
     def __init__(self, spec: TrainingJobSpec, run: RunContext, context: distributed.Distributed, log: ProgressLog):
         self.spec, self.run, self.context, self.log = spec, run, context, log
@@ -120,49 +135,23 @@ class _Run:
                 else None
             ),
         )
-        pin = context.device.type == "cuda"
-        augment = train_transform(spec.data.image_size, spec.data.augmentation, spec.data.normalization)
-        preprocess = eval_transform(spec.data.image_size, spec.data.normalization)
-        train_loader = make_loader(
-            ImageDataset(split.train, augment), train_sampler, training.batch_size, spec.data.num_workers,
-            train=True, pin=pin,
-        )  # fmt: skip
-        val_loader = make_loader(
-            ImageDataset(split.val, preprocess), ShardSampler(len(split.val), context.rank, context.world_size),
-            training.batch_size, spec.data.num_workers, train=False, pin=pin,
-        )  # fmt: skip
+        val_sampler = ShardSampler(len(split.val), context.rank, context.world_size)
+        train_loader, val_loader = _loaders(spec.data, split, train_sampler, val_sampler, training.batch_size, context)
         steps = steps_per_epoch(len(train_loader), training)
 
-        base_model = build_model(spec.model).to(context.device)  # same seed on every rank: the same start
-        if training.channels_last:
-            base_model = base_model.to(memory_format=torch.channels_last)
+        base_model = build_model(spec.model)  # same seed on every rank: the same start
+        trainee, precision = prepare_trainee(base_model, training, context, steps)
         torch.manual_seed(training.seed + context.rank)  # but each rank its own dropout masks
-        precision = resolve_precision(training.precision, context.device)
-        optimizer = make_optimizer(base_model, training)
-        trainee = Trainee(
-            model=base_model,
-            optimizer=optimizer,
-            scheduler=make_scheduler(optimizer, training, steps),
-            scaler=make_scaler(precision, context.device),
-            dtype=autocast_dtype(precision),
-            criterion=nn.CrossEntropyLoss(label_smoothing=training.label_smoothing),
-            device=context.device,
-            channels_last=training.channels_last,
-        )
         best = BestSoFar(training.early_stopping.metric, training.early_stopping.min_delta)
+        # Into the unwrapped model: DDP and torch.compile see the loaded weights in place.
         start_epoch, step, finished, history = self._resume(base_model, trainee, best)
 
         if not finished:
-            if context.device.type == "cuda":
-                torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-            model = distributed.wrap_model(base_model, context)
-            if training.compile:
-                model = torch.compile(model)  # type: ignore[assignment]
-            trainee.model = model
             self.log.event(
                 "start", every_rank=True, epoch=start_epoch, totalEpochs=training.epochs, worldSize=context.world_size,
-                device=str(context.device), precision=precision.value, trainImages=len(split.train),
-                valImages=len(split.val), imagesPerRank=len(train_sampler), stepsPerEpoch=steps,
+                device=str(context.device), precision=precision.value, pipeline=spec.data.pipeline.value,
+                trainImages=len(split.train), valImages=len(split.val), imagesPerRank=len(train_sampler),
+                stepsPerEpoch=steps,
             )  # fmt: skip
             plan = Plan(training.epochs, steps, step)
             telemetry = Telemetry(self.log, self.run, device=context.device, plan=plan)
@@ -229,8 +218,8 @@ class _Run:
         start_epoch: int,
         step: int,
         steps: int,
-        train_loader: Any,
-        val_loader: Any,
+        train_loader: BatchSource,
+        val_loader: BatchSource,
         sampler: EpochSampler,
         bad_images: BadImageTracker,
         best: BestSoFar,

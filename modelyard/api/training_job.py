@@ -169,6 +169,28 @@ class Normalization(ApiModel):
     std: tuple[float, float, float] = Field(default=(0.229, 0.224, 0.225), description="Per-channel std (RGB).")
 
 
+class InputPipeline(enum.StrEnum):
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+# The CRD reference and `kubectl explain` show this text: what `gpu` does and every way it differs from `cpu`.
+PIPELINE_DESCRIPTION = (
+    "Where training images are decoded and augmented. cpu: DataLoader workers decode with PIL and run the "
+    "albumentations pipeline. gpu: workers only read the files (JPEGs as bytes; other formats decoded to RGB with "
+    "PIL) and draw each image's augmentation parameters from its sample seed; the training device decodes a batch's "
+    "JPEGs in one torchvision.io.decode_jpeg call (nvJPEG on CUDA), crops (randomResizedCrop: albumentations' box, "
+    "scale 0.08-1, ratio 3/4-4/3) or resizes to imageSize bilinearly as cv2 INTER_LINEAR (no antialiasing), then "
+    "flips, rotates, jitters colour (each image's steps in its own random order, as albumentations does), adds "
+    "noise and normalises, batched with per-image parameters. Validation decodes, resizes and normalises on the "
+    "device the same way. The same transforms and parameter distributions as cpu, not the same pixels: values stay "
+    "float in [0, 1] between steps where cpu rounds to uint8 after each (within one level after resizing); hue "
+    "shifts in float HSV (cpu: OpenCV's 8-bit HSV, 2-degree steps); a batch's noise comes from one generator "
+    "seeded by its sample seeds; nvJPEG and libjpeg-turbo may differ by a few levels. An unreadable JPEG is found "
+    "at decode time, skipped, counted and logged as on cpu, its slot filled with another image of the batch."
+)
+
+
 class DataSpec(ApiModel):
     """Where the dataset lives and how it is read: one folder per class (torchvision ImageFolder layout)."""
 
@@ -194,6 +216,7 @@ class DataSpec(ApiModel):
         default=ClassBalancing.NONE, description="weightedSampler draws classes with balanced weights."
     )
     num_workers: int = Field(default=4, ge=0, le=128, description="DataLoader worker processes per GPU.")
+    pipeline: InputPipeline = Field(default=InputPipeline.CPU, description=PIPELINE_DESCRIPTION)
     max_bad_image_fraction: float = Field(
         default=0.01, ge=0.0, le=1.0, description="Fraction of unreadable images tolerated before training stops."
     )

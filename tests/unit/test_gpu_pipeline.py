@@ -1,0 +1,248 @@
+"""The gpu input pipeline around the device operations, run on the CPU: parameters come from the sample seed alone
+(so batches do not depend on the number of workers), workers hand over JPEG bytes or PIL-decoded pixels, and an
+unreadable JPEG is skipped, counted with its path and replaced inside its batch, which keeps its size."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn.datasets
+import torch
+from PIL import Image
+
+from modelyard.api.training_job import Augmentation, ColorJitter, DataSpec, GaussNoise, InputPipeline
+from modelyard.training.data import BadImageTracker, EpochSampler, ShardSampler, load_split, read_rgb
+from modelyard.training.errors import DatasetError
+from modelyard.training.gpu_data import EncodedDataset, collate_encoded, complete_jpeg, draw_parameters
+from modelyard.training.gpu_pipeline import DeviceLoader, decode_batch, make_gpu_loader, preprocess_eval
+from modelyard.training.transforms import eval_transform
+
+pytestmark = pytest.mark.unit
+
+CPU = torch.device("cpu")
+NOTHING = Augmentation(horizontal_flip=0, random_rotate90=0, color_jitter=ColorJitter(p=0), gauss_noise=GaussNoise(p=0))
+
+
+def _write_folder(root: Path, per_class: int = 8, classes: int = 3, size: int = 40) -> Path:
+    """JPEG class folders of smooth, distinct colour fields (each class its own hue)."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, size)[:, None, None]
+    for label in range(classes):
+        (root / f"c{label}").mkdir(parents=True)
+        for index in range(per_class):
+            colour = np.roll(np.array([220.0, 60.0, 30.0]), label) * (0.5 + 0.5 * ramp)
+            pixels = np.clip(colour + rng.normal(0, 8, (size, size + 8 * index % 24, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / f"c{label}" / f"{index:02d}.jpg", quality=92)
+    return root
+
+
+def _data(root: Path, **fields: object) -> DataSpec:
+    return DataSpec(path=str(root), image_size=32, num_workers=0, pipeline=InputPipeline.GPU, **fields)
+
+
+def test_the_spec_defaults_to_the_cpu_pipeline() -> None:
+    assert DataSpec(path="/data").pipeline is InputPipeline.CPU
+    assert DataSpec.model_validate({"path": "/data", "pipeline": "gpu"}).pipeline is InputPipeline.GPU
+    with pytest.raises(ValueError, match="pipeline"):
+        DataSpec.model_validate({"path": "/data", "pipeline": "tpu"})
+
+
+def test_parameters_come_from_the_seed_alone_with_albumentations_probabilities() -> None:
+    augmentation = Augmentation()  # flip 0.5, rotate90 0.5, jitter b/c 0.2 p 0.5, noise 0.012..0.028 p 0.3
+    assert np.array_equal(draw_parameters(11, augmentation), draw_parameters(11, augmentation))
+    rows = np.stack([draw_parameters(seed, augmentation) for seed in range(4000)])
+    assert len({row.tobytes() for row in rows}) == 4000
+    assert rows[:, 0].mean() == pytest.approx(0.5, abs=0.03)  # flip
+    turns = np.bincount(rows[:, 1].astype(int), minlength=4) / 4000
+    assert turns[0] == pytest.approx(0.5 + 0.5 / 4, abs=0.03)  # not rotated, or rotated by k=0
+    assert turns[1:] == pytest.approx([0.125] * 3, abs=0.02)
+    jittered = rows[:, 2] != 1.0
+    assert jittered.mean() == pytest.approx(0.5, abs=0.03)
+    assert rows[jittered, 2].min() >= 0.8
+    assert rows[jittered, 2].max() <= 1.2
+    assert np.ptp(rows[jittered, 2]) > 0.35
+    assert (rows[:, 4] == 1.0).all()  # saturation 0 by default: the identity
+    assert (rows[:, 5] == 0.0).all()  # hue 0 by default
+    noisy = rows[:, 10] > 0
+    assert noisy.mean() == pytest.approx(0.3, abs=0.03)
+    assert rows[noisy, 10].min() >= 0.012
+    assert rows[noisy, 10].max() <= 0.028
+    orders = {tuple(row[6:10].astype(int)) for row in rows}
+    assert len(orders) == 24  # every order of the four jitter steps
+
+
+def test_batches_are_the_same_whatever_the_number_of_workers(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs")
+    data = _data(root, augmentation=Augmentation(random_resized_crop=True, color_jitter=ColorJitter(hue=0.1, p=0.8)))
+    split = load_split(data, 3, seed=0)
+
+    def epoch(workers: int, number: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = EpochSampler(len(split.train), seed=5)
+        sampler.set_epoch(number)
+        loader = make_gpu_loader(
+            split.train, sampler, 6, data.model_copy(update={"num_workers": workers}), CPU, train=True
+        )
+        return [(batch.images, batch.labels) for batch in loader]
+
+    inline, parallel = epoch(0, 1), epoch(2, 1)
+    assert len(inline) == len(parallel) == 3
+    for (images, labels), (other_images, other_labels) in zip(inline, parallel, strict=True):
+        assert images.shape == (6, 3, 32, 32)
+        assert torch.equal(images, other_images)
+        assert torch.equal(labels, other_labels)
+    assert not torch.equal(epoch(0, 2)[0][0], inline[0][0])  # the next epoch: another order, other augmentations
+
+
+def test_workers_hand_over_jpeg_bytes_and_pil_decoded_pixels(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=2, classes=2)
+    png = root / "c1" / "zz.png"
+    Image.open(root / "c1" / "00.jpg").save(png)
+    misnamed = root / "c0" / "png-named.jpg"  # a PNG behind a .jpg name: told apart by content
+    Image.open(root / "c0" / "00.jpg").save(misnamed, format="PNG")
+    split = load_split(_data(root, val_path=str(root)), 2, seed=0)
+    dataset = EncodedDataset(split.val, None)
+    items = {Path(item.path).name: item for item in (dataset[(index, None)] for index in range(len(dataset)))}
+    assert items["00.jpg"].data.ndim == 1
+    assert bytes(items["00.jpg"].data[:3].tolist()) == b"\xff\xd8\xff"
+    assert items["zz.png"].data.shape == (3, 40, 40)
+    assert items["png-named.jpg"].data.ndim == 3
+    assert items["zz.png"].params is None  # evaluation draws nothing
+    # Through the whole evaluation path, the PNG is preprocessed exactly as the cpu path's eval_transform.
+    batch = decode_batch(collate_encoded([items["zz.png"]]), CPU)
+    prepared = preprocess_eval(batch.images, 32, DataSpec(path="/x").normalization, CPU)
+    expected = eval_transform(32, DataSpec(path="/x").normalization)(read_rgb(png))
+    assert float((prepared.images[0] - expected).abs().max()) < 0.02  # one uint8 level / std
+
+
+def _corrupt(root: Path) -> dict[str, Path]:
+    """Three kinds of bad JPEG: cut off (a worker notices, PIL refuses it there), not a JPEG past its first bytes
+    (likewise), and whole but with a broken Huffman table (only decoding finds it, in the training process)."""
+    good = (root / "c1" / "01.jpg").read_bytes()
+    truncated = root / "c2" / "truncated.jpg"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = root / "c0" / "garbage.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 4)
+    broken = bytearray(good)
+    table = broken.find(b"\xff\xc4")
+    broken[table + 4 : table + 40] = b"\xff" * 36
+    huffman = root / "c1" / "broken-huffman.jpg"
+    huffman.write_bytes(bytes(broken))
+    return {"truncated": truncated, "garbage": garbage, "huffman": huffman}
+
+
+def test_only_whole_jpegs_are_left_for_the_device_to_decode(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=1, classes=1)
+    Image.open(root / "c0" / "00.jpg").save(root / "progressive.jpg", progressive=True)
+    for name in ("00.jpg", "../progressive.jpg"):
+        data = (root / "c0" / name).read_bytes()
+        assert complete_jpeg(data)
+        assert not complete_jpeg(data[: len(data) - 2])
+        assert not complete_jpeg(data[: len(data) // 2])
+    for name in ("china.jpg", "flower.jpg"):
+        assert complete_jpeg((Path(sklearn.datasets.__file__).parent / "images" / name).read_bytes())
+
+
+def test_a_corrupt_jpeg_is_skipped_counted_with_its_path_and_its_slot_filled(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=4)
+    corrupt = _corrupt(root)
+    data = _data(root, augmentation=NOTHING, val_path=str(root))  # every image on both sides
+    split = load_split(data, 3, seed=0)
+    order = [sample.path for sample in split.train]
+    assert set(corrupt.values()) <= set(order)
+    dataset = EncodedDataset(split.train, None)
+    assert dataset[(order.index(corrupt["huffman"]), None)].data.ndim == 1  # left whole to the device
+    loader = make_gpu_loader(split.train, ShardSampler(len(split.train)), len(split.train), data, CPU, train=False)
+    [batch] = list(loader)
+    assert batch.images.shape == (len(split.train), 3, 32, 32)  # the batch keeps its size
+    assert sorted(path for path, _ in batch.bad) == sorted(map(str, corrupt.values()))
+    for path, error in batch.bad:
+        assert error.startswith(("OSError", "UnidentifiedImageError")), (path, error)  # PIL's word on it
+        slot = order.index(Path(path))
+        following = [(slot + step) % len(order) for step in range(1, len(order))]  # the batch's next, wrapping round
+        donor = next(index for index in following if order[index] not in corrupt.values())
+        assert torch.equal(batch.images[slot], batch.images[donor])  # the next readable image took the slot
+        assert batch.labels[slot] == batch.labels[donor]
+    readable = [index for index, path in enumerate(order) if path not in corrupt.values()]
+    assert len({batch.images[index].numpy().tobytes() for index in readable}) == len(readable)
+
+    logged: list[str] = []
+    tracker = BadImageTracker(len(split.train), 0.2, lambda path, error: logged.append(path))
+    tracker.record(batch.bad)
+    tracker.record(batch.bad)  # met again next epoch: counted once
+    assert sorted(logged) == sorted(map(str, corrupt.values()))
+    strict = BadImageTracker(len(split.train), 0.0, lambda path, error: None)
+    with pytest.raises(DatasetError, match=r"3 unreadable images, more than data\.maxBadImageFraction=0\.0") as caught:
+        strict.record(batch.bad)
+    for path in corrupt.values():
+        assert str(path) in str(caught.value)
+
+
+def test_training_batches_with_a_corrupt_jpeg_keep_their_size_and_report_it(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=4)
+    corrupt = _corrupt(root)
+    for kind in ("truncated", "garbage"):
+        corrupt.pop(kind).unlink()
+    data = _data(root, val_path=str(root))
+    split = load_split(data, 3, seed=0)
+    loader = make_gpu_loader(split.train, EpochSampler(len(split.train), seed=1), 4, data, CPU, train=True)
+    batches = list(loader)
+    assert [batch.images.shape[0] for batch in batches] == [4] * (len(split.train) // 4)
+    assert [path for batch in batches for path, _ in batch.bad] == [str(corrupt["huffman"])]
+    assert all(torch.isfinite(batch.images).all() for batch in batches)
+
+
+def test_a_batch_of_nothing_but_unreadable_jpegs_stops_naming_them(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=2, classes=2)
+    for path in root.rglob("*.jpg"):  # whole JPEGs, so the workers pass them on, with broken Huffman tables
+        broken = bytearray(path.read_bytes())
+        table = broken.find(b"\xff\xc4")
+        broken[table + 4 : table + 40] = b"\xff" * 36
+        path.write_bytes(bytes(broken))
+    data = _data(root, val_path=str(root))
+    split = load_split(data, 2, seed=0)
+    loader = make_gpu_loader(split.train, ShardSampler(len(split.train)), 8, data, CPU, train=False)
+    with pytest.raises(DatasetError, match="no readable image in a batch of 4") as caught:
+        list(loader)
+    assert str(split.train[0].path) in str(caught.value)
+
+
+def test_evaluation_preprocessing_leaves_out_unreadable_inputs_and_says_why(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=1, classes=2)
+    good = torch.frombuffer(bytearray((root / "c0" / "00.jpg").read_bytes()), dtype=torch.uint8)
+    bad = torch.frombuffer(bytearray(b"\xff\xd8\xff\xe0 not really"), dtype=torch.uint8)
+    pixels = torch.zeros((3, 10, 12), dtype=torch.uint8)
+    prepared = preprocess_eval([bad, good, pixels], 16, DataSpec(path="/x").normalization, CPU)
+    assert prepared.images.shape == (2, 3, 16, 16)
+    assert prepared.readable == [1, 2]
+    assert list(prepared.errors) == [0]
+    assert prepared.errors[0].startswith(("OSError", "UnidentifiedImageError"))  # what PIL said
+
+
+def test_preparing_one_batch_ahead_in_a_thread_gives_the_same_batches(tmp_path: Path) -> None:
+    """The CUDA path prepares batches ahead in a helper thread; here the same thread logic runs on the CPU."""
+    root = _write_folder(tmp_path / "jpegs")
+    data = _data(root, val_path=str(root))
+    split = load_split(data, 3, seed=0)
+    inline = make_gpu_loader(split.train, EpochSampler(len(split.train), seed=2), 4, data, CPU, train=True)
+    assert not inline.ahead  # on a CPU, batches are prepared inline
+    ahead = DeviceLoader(inline.loader, inline.prepare, CPU, ahead=True)
+    expected, got = list(inline), list(ahead)
+    assert len(got) == len(expected) == 6
+    for one, other in zip(expected, got, strict=True):
+        assert torch.equal(one.images, other.images)
+        assert torch.equal(one.labels, other.labels)
+
+    before = threading.active_count()
+    for _ in ahead:
+        break  # the trainer stops early at maxStepsPerEpoch: the helper must end too
+    assert threading.active_count() == before
+
+    def failing(batch: object) -> object:
+        raise DatasetError("bad batch")
+
+    with pytest.raises(DatasetError, match="bad batch"):
+        list(DeviceLoader(inline.loader, failing, CPU, ahead=True))
+    assert threading.active_count() == before
