@@ -3,12 +3,15 @@
 Measures images/s, the share of step time spent waiting for data, and peak memory, for
 - the baseline: the proposal's recipe (fp16 autocast + GradScaler, NCHW, eager, batch 32), and
 - Modelyard's recipe: bf16 where the GPU supports it (fp32 on a CPU), channels_last, optionally torch.compile,
-each on synthetic tensors (the model's speed alone) and through the real input pipeline (a JPEG class folder this
-script writes, decoded and augmented by DataLoader workers), all in the same run, printed as ratios to the baseline.
-It drives the trainer's own `train_epoch`, so it measures exactly the code that trains.
+each on synthetic tensors (the model's speed alone) and through the real input pipelines on a JPEG class folder this
+script writes: `pipeline` (data.pipeline cpu: PIL decode and albumentations in DataLoader workers) and `gpu-pipeline`
+(data.pipeline gpu: workers read bytes, nvJPEG decode and augmentation on the device), all in the same run, printed
+as ratios to the baseline. It prepares the model with the trainer's own `prepare_trainee` (channels_last, cuDNN
+autotuning, DDP, compile) and drives its `train_epoch`, so it measures exactly the code that trains.
 
     python bench/train_throughput.py                       # CUDA if present, else CPU with tiny step counts
     python bench/train_throughput.py --steps 50 --batch-size 128 --compile --json results.json
+    python bench/train_throughput.py --data all --recipes modelyard   # synthetic vs cpu pipeline vs gpu pipeline
     torchrun --nproc_per_node=2 bench/train_throughput.py --recipes modelyard ...   # DDP, one process per GPU
 
 Under torchrun every rank trains its own shard through DistributedDataParallel exactly as the trainer does; the
@@ -34,21 +37,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
-from modelyard.api.training_job import DataSpec, ModelSpec, Precision, ResourcesSpec, TrainingSpec
+from modelyard.api.training_job import DataSpec, InputPipeline, ModelSpec, Precision, ResourcesSpec, TrainingSpec
 from modelyard.training import distributed
 from modelyard.training.data import BadImageTracker, Batch, EpochSampler, ImageDataset, load_split, make_loader
 from modelyard.training.distributed import Distributed
-from modelyard.training.loop import (
-    Trainee,
-    autocast_dtype,
-    make_optimizer,
-    make_scaler,
-    make_scheduler,
-    resolve_precision,
-    train_epoch,
-)
+from modelyard.training.gpu_pipeline import make_gpu_loader
+from modelyard.training.loop import prepare_trainee, train_epoch
 from modelyard.training.model import build_model
 from modelyard.training.transforms import train_transform
 
@@ -74,6 +69,7 @@ class Measurement:
     steps: int
     world_size: int = 1
     ratio_to_baseline: float | None = None
+    share_of_synthetic: float | None = None  # a pipeline's images/s over the same recipe's on synthetic data
 
 
 class SyntheticBatches:
@@ -121,22 +117,12 @@ def measure(
     device = context.device
     torch.manual_seed(0)
     spec = ModelSpec(backbone=args.backbone, pretrained=False, num_classes=args.classes)
-    model = build_model(spec).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    precision = resolve_precision(recipe.precision, device)
     training = TrainingSpec(
-        batch_size=recipe.batch_size, warmup_epochs=0, log_every_steps=10**6, precision=precision,
+        batch_size=recipe.batch_size, warmup_epochs=0, log_every_steps=10**6, precision=recipe.precision,
         channels_last=recipe.channels_last, compile=recipe.compile,
     )  # fmt: skip
-    optimizer = make_optimizer(model, training)
-    wrapped = distributed.wrap_model(model, context)
-    compiled: nn.Module = torch.compile(wrapped) if recipe.compile else wrapped  # type: ignore[assignment]
-    trainee = Trainee(
-        model=compiled, optimizer=optimizer, scheduler=make_scheduler(optimizer, training, args.steps + args.warmup),
-        scaler=make_scaler(precision, device), dtype=autocast_dtype(precision), criterion=nn.CrossEntropyLoss(),
-        device=device, channels_last=recipe.channels_last,
-    )  # fmt: skip
+    # The trainer's own preparation: device, memory format, optimizer, cuDNN autotuning, DDP wrap, compile.
+    trainee, precision = prepare_trainee(build_model(spec), training, context, args.steps + args.warmup)
     pin = device.type == "cuda"
     if data == "synthetic":
         loaders: list[Any] = [
@@ -145,12 +131,20 @@ def measure(
         ]
     else:
         assert dataset_root is not None
-        data_spec = DataSpec(path=str(dataset_root), image_size=args.image_size, num_workers=args.workers)
+        pipeline = InputPipeline.GPU if data == "gpu-pipeline" else InputPipeline.CPU
+        data_spec = DataSpec(
+            path=str(dataset_root), image_size=args.image_size, num_workers=args.workers, pipeline=pipeline
+        )
         split = load_split(data_spec, args.classes, seed=0)
-        dataset = ImageDataset(split.train + split.val, train_transform(args.image_size, data_spec.augmentation,
-                                                                        data_spec.normalization))  # fmt: skip
-        sampler = EpochSampler(len(dataset), seed=0, rank=context.rank, world_size=context.world_size)
-        loader = make_loader(dataset, sampler, recipe.batch_size, args.workers, train=True, pin=pin)
+        samples = split.train + split.val
+        sampler = EpochSampler(len(samples), seed=0, rank=context.rank, world_size=context.world_size)
+        loader: Any
+        if pipeline is InputPipeline.GPU:
+            loader = make_gpu_loader(samples, sampler, recipe.batch_size, data_spec, device, train=True)
+        else:
+            augment = train_transform(args.image_size, data_spec.augmentation, data_spec.normalization)
+            loader = make_loader(ImageDataset(samples, augment), sampler, recipe.batch_size, args.workers,
+                                 train=True, pin=pin)  # fmt: skip
         loaders = [loader, loader]
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
     if device.type == "cuda":
@@ -201,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="JPEGs written for the real pipeline.")
     parser.add_argument("--jpeg-size", type=int, default=320, help="Side of the written JPEGs.")
     parser.add_argument("--compile", action="store_true", help="torch.compile Modelyard's recipe too.")
-    parser.add_argument("--data", choices=["synthetic", "pipeline", "both"], default="both")
+    parser.add_argument(
+        "--data",
+        choices=["synthetic", "pipeline", "gpu-pipeline", "both", "all"],
+        default="both",
+        help="pipeline: data.pipeline cpu; gpu-pipeline: data.pipeline gpu; both: synthetic, pipeline; all: all three.",
+    )
     parser.add_argument("--json", type=Path, help="Also write the measurements here.")
     parser.add_argument(
         "--recipes", choices=["both", "baseline", "modelyard"], default="both", help="Which recipes to measure."
@@ -232,15 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.workers} workers, {context.world_size} process(es)",
         flush=True,
     )
-    modes = ["synthetic", "pipeline"] if args.data == "both" else [args.data]
+    modes = {"both": ["synthetic", "pipeline"], "all": ["synthetic", "pipeline", "gpu-pipeline"]}.get(
+        args.data, [args.data]
+    )
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
         root = None
-        if "pipeline" in modes:
+        if set(modes) & {"pipeline", "gpu-pipeline"}:
             started = time.perf_counter()
             # Every rank writes the same files into its own scratch folder: no shared file system is assumed.
             root = write_jpeg_folder(Path(scratch) / "jpegs", args.images, args.classes, args.jpeg_size)
             say(f"wrote {args.images} JPEGs of {args.jpeg_size}px in {time.perf_counter() - started:.1f}s", flush=True)
+        synthetic: dict[str, float] = {}
         for data in modes:
             baseline = None
             for recipe in recipes:
@@ -248,11 +250,16 @@ def main(argv: list[str] | None = None) -> int:
                 if baseline is None:
                     baseline = result.images_per_second
                 result.ratio_to_baseline = result.images_per_second / baseline
+                if data == "synthetic":
+                    synthetic[recipe.name] = result.images_per_second
+                elif recipe.name in synthetic:  # issue 9 target 2: a pipeline at >= 90% of synthetic
+                    result.share_of_synthetic = result.images_per_second / synthetic[recipe.name]
                 measurements.append(result)
+                share = f"  {result.share_of_synthetic:6.1%} of synthetic" if result.share_of_synthetic else ""
                 say(
-                    f"{data:9s}  {recipe.name:60s}  {result.images_per_second:9.1f} img/s  "
+                    f"{data:12s}  {recipe.name:60s}  {result.images_per_second:9.1f} img/s  "
                     f"data-wait {result.data_wait_fraction:5.1%}  peak {result.peak_memory_bytes / 2**30:6.2f} GiB  "
-                    f"x{result.ratio_to_baseline:.2f}",
+                    f"x{result.ratio_to_baseline:.2f}{share}",
                     flush=True,
                 )
     distributed.teardown(context)
