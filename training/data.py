@@ -264,6 +264,10 @@ def make_loader(
         drop_last=drop_last,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        # Its own generator for the workers' base seed: drawn from the global one (DataLoader's default), it would
+        # shift the dropout masks after a resume, since persistent workers draw it in a process's first epoch only.
+        # (Augmentations do not use it: they are seeded per sample by the sampler.)
+        generator=torch.Generator().manual_seed(0),
     )
 
 

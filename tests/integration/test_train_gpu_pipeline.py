@@ -1,10 +1,13 @@
-"""A real training run with `data.pipeline: gpu` on the CPU (device cpu): the bundled digits as JPEGs, decoded,
+"""Real training runs with `data.pipeline: gpu` on the CPU (device cpu): the bundled digits as JPEGs, decoded,
 augmented and validated by the gpu path, learn far above chance; a cut-off JPEG among them is skipped and logged
-with its path; and the model, served with the cpu path's eval_transform, classifies unseen digits as well."""
+with its path; the model, served with the cpu path's eval_transform, classifies unseen digits as well; and a killed
+run resumes to exactly the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +15,20 @@ import pytest
 import torch
 from PIL import Image
 
+from modelyard.training.checkpoint import latest_checkpoint, load_checkpoint
 from modelyard.training.data import read_rgb
 from modelyard.training.export import load_from_store
 from modelyard.training.transforms import eval_transform
-from tests.integration.train_support import Finished, describe, digits, run_trainer, stored_models, write_config
+from tests.integration.train_support import (
+    Finished,
+    describe,
+    digits,
+    run_trainer,
+    stored_models,
+    train_command,
+    trainer_env,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,15 +51,24 @@ def _as_jpegs(source: Path, target: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def gpu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Finished, Path, Path, Path]:
-    dataset = digits(tmp_path_factory.getbasetemp())
-    work = tmp_path_factory.mktemp("gpu-pipeline-run")
-    jpegs = _as_jpegs(dataset.train, work / "jpegs")
+def jpeg_digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The digits' training folders as JPEGs, one of them cut off; and the cut-off file."""
+    jpegs = _as_jpegs(digits(tmp_path_factory.getbasetemp()).train, tmp_path_factory.mktemp("jpeg-digits"))
     truncated = jpegs[0].parent / "truncated.jpg"
     truncated.write_bytes(jpegs[0].read_bytes()[:200])
+    return jpegs[0].parent.parent, truncated
+
+
+@pytest.fixture(scope="module")
+def gpu_run(
+    tmp_path_factory: pytest.TempPathFactory, jpeg_digits: tuple[Path, Path]
+) -> tuple[Finished, Path, Path, Path]:
+    dataset = digits(tmp_path_factory.getbasetemp())
+    work = tmp_path_factory.mktemp("gpu-pipeline-run")
+    folder, truncated = jpeg_digits
     config = write_config(
         work / "job.yaml",
-        work / "jpegs",
+        folder,
         work,
         model={"hiddenDim": 128},
         training={"epochs": EPOCHS, "warmupEpochs": 0.5},
@@ -91,3 +113,43 @@ def test_the_model_serves_with_the_cpu_eval_transform(gpu_run: tuple[Finished, P
         predicted = loaded.module(batch).argmax(dim=1).numpy()
     accuracy = float((predicted == labels).mean())
     assert accuracy >= MIN_VAL_ACCURACY, f"held-out accuracy {accuracy:.3f}"
+
+
+def test_a_killed_gpu_pipeline_run_resumes_and_ends_like_an_uninterrupted_one(
+    tmp_path: Path, jpeg_digits: tuple[Path, Path]
+) -> None:
+    """Order and augmentations (colour jitter and noise are on) are functions of seed, epoch and position: a run
+    killed after its first epoch and started again ends with the very same weights as one never interrupted."""
+    folder, _ = jpeg_digits
+
+    def config(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        return write_config(
+            tmp_path / name / "job.yaml", folder, tmp_path / name,
+            training={"epochs": 3, "batchSize": 32, "maxStepsPerEpoch": 6, "logEverySteps": 2},
+            data={"pipeline": "gpu", "numWorkers": 1},  # persistent workers, as in production
+        )  # fmt: skip
+
+    straight = run_trainer(config("straight"))
+    assert straight.returncode == 0, describe(straight)
+    interrupted = config("interrupted")
+    process = subprocess.Popen(train_command(interrupted), env=trainer_env(), stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{") and json.loads(line)["event"] == "epoch":
+            process.send_signal(signal.SIGKILL)
+            break
+    process.stdout.close()
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    resumed = run_trainer(interrupted)
+    assert resumed.returncode == 0, describe(resumed)
+    assert [event["epoch"] for event in resumed.of("epoch")] == [2, 3]
+    final = {
+        name: load_checkpoint(latest_checkpoint(tmp_path / name / "ckpt" / "digits"))  # type: ignore[arg-type]
+        for name in ("straight", "interrupted")
+    }
+    assert final["straight"]["epoch"] == final["interrupted"]["epoch"] == 3
+    for key, tensor in final["straight"]["model"].items():
+        assert torch.equal(tensor, final["interrupted"]["model"][key]), key
+    straight_accuracy = [event["valAccuracy"] for event in straight.of("epoch")]
+    assert [event["valAccuracy"] for event in resumed.of("epoch")] == straight_accuracy[1:]
