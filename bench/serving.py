@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modelyard.api.training_job import Precision, TrainingJobSpec
+from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, readiness
 from modelyard.bento.runtime import Classifier
@@ -88,11 +88,12 @@ def sample_images(count: int, side: int, image_format: str) -> list[bytes]:
     return images
 
 
-def save_model(home: Path, backbone: str, image_size: int) -> str:
+def save_model(home: Path, backbone: str, image_size: int, pipeline: InputPipeline) -> str:
     spec = TrainingJobSpec.model_validate(
         {
             "model": {"backbone": backbone, "pretrained": False},
-            "data": {"path": "/unused", "imageSize": image_size},
+            # The pipeline it was "trained" on decides the service's preprocessing (gpu: resize on the device).
+            "data": {"path": "/unused", "imageSize": image_size, "pipeline": pipeline.value},
             "output": {"modelName": "bench"},
         }
     )
@@ -222,6 +223,13 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", type=Precision, default=Precision.AUTO, choices=list(Precision))
+    parser.add_argument(
+        "--pipeline",
+        type=InputPipeline,
+        default=InputPipeline.CPU,
+        choices=list(InputPipeline),
+        help="data.pipeline the saved model records; gpu: the service resizes on the device",
+    )
     parser.add_argument("--format", dest="image_format", choices=["jpeg", "png"], default="jpeg")
     parser.add_argument("--requests", type=int, default=120, help="requests per phase")
     parser.add_argument("--clients", type=int, default=8)
@@ -235,7 +243,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
         home = Path(scratch) / "bentoml"
-        tag = save_model(home, args.backbone, args.image_size)
+        tag = save_model(home, args.backbone, args.image_size, args.pipeline)
         images = sample_images(16, args.image_size + 32, args.image_format)
         results = direct(home, tag, images, args.requests, args.clients, args.device, args.precision)
         env = {
@@ -267,7 +275,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
         "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
-        f"precision {args.precision.value}",
+        f"precision {args.precision.value}, {args.pipeline.value} pipeline",
         "service": f"{args.workers} worker(s), {args.image_format} uploads, clients in {args.client_processes} "
         "process(es)",
         "torch": torch.__version__,

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from modelyard.api.training_job import Precision
+from modelyard.api.training_job import InputPipeline, Precision
 from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, decode_image
 from modelyard.bento.settings import Device
 from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
-from modelyard.training.loop import autocast, autocast_dtype, resolve_precision
+from modelyard.training.gpu_augment import to_device
+from modelyard.training.gpu_pipeline import eval_pixels
+from modelyard.training.precision import autocast, autocast_dtype, resolve_precision
 from modelyard.training.transforms import eval_transform
 
 logger = logging.getLogger("bentoml.modelyard")  # under "bentoml": BentoML configures only its own loggers
@@ -85,12 +87,21 @@ class Classifier:
         self.module.to(memory_format=self.memory_format)
         self.transform = eval_transform(loaded.info.image_size, loaded.info.normalization)
 
-    def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
-        """Softmax over classes, one row per image, on the CPU."""
+    def inputs(self, images: Sequence[RgbImage]) -> torch.Tensor:
+        """The model's input batch on its device, preprocessed as the model was validated: a model trained on the
+        gpu pipeline by its own evaluation preprocessing (resize and normalise on the device, which also spares the
+        host that work), any other by `eval_transform` on the host."""
+        if self.info.pipeline is InputPipeline.GPU:
+            pixels = [to_device(torch.from_numpy(image.transpose(2, 0, 1).copy()), self.device) for image in images]
+            return eval_pixels(pixels, self.info.image_size, self.info.normalization)
         batch = torch.stack([self.transform(image) for image in images])
         if self.device.type == "cuda":
             batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        return batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+
+    def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
+        """Softmax over classes, one row per image, on the CPU."""
+        batch = self.inputs(images)
         with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.module(batch)
         return torch.softmax(logits.float(), dim=1).cpu()

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from modelyard.api.training_job import ModelSpec, Normalization, TrainingJobSpec
+from modelyard.api.training_job import DataSpec, InputPipeline, ModelSpec, Normalization, TrainingJobSpec
 from modelyard.training.model import AttentionClassifier, build_model
 
 if TYPE_CHECKING:
@@ -44,6 +44,13 @@ class ModelInfo:
     dataset_digest: str
     training_job: str | None
     config: dict[str, Any]
+
+    @property
+    def pipeline(self) -> InputPipeline:
+        """The input pipeline the model was validated with: serving preprocesses as it did (models saved before the
+        setting existed trained on the cpu pipeline)."""
+        raw = (self.config.get("data") or {}).get("pipeline")
+        return InputPipeline(raw) if raw else DataSpec.model_fields["pipeline"].default
 
 
 class WarmupImage(NamedTuple):

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -22,30 +22,7 @@ from modelyard.api.training_job import Optimizer, Precision, Scheduler, Training
 from modelyard.training.data import BadImageTracker, Batch
 from modelyard.training.distributed import Distributed, all_reduce_max, all_reduce_sum, wrap_model
 from modelyard.training.errors import ConfigError, DivergedError
-
-
-def resolve_precision(requested: Precision, device: torch.device) -> Precision:
-    """auto: bf16 on GPUs that support it (no scaler needed, fp32's range), else fp32."""
-    if requested is not Precision.AUTO:
-        return requested
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return Precision.BF16
-    return Precision.FP32
-
-
-def autocast_dtype(precision: Precision) -> torch.dtype | None:
-    return {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}.get(precision)
-
-
-def make_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
-    """fp16 gradients underflow without loss scaling; bf16 and fp32 do not need it."""
-    return torch.amp.GradScaler(device.type) if precision is Precision.FP16 else None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+from modelyard.training.precision import autocast, autocast_dtype, make_scaler, resolve_precision
 
 
 def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Optimizer:

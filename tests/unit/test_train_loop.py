@@ -18,12 +18,11 @@ from modelyard.training.loop import (
     StepReport,
     Trainee,
     make_optimizer,
-    make_scaler,
     make_scheduler,
-    resolve_precision,
     steps_per_epoch,
     train_epoch,
 )
+from modelyard.training.precision import make_scaler, resolve_precision
 
 pytestmark = pytest.mark.unit
 

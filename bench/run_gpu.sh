@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU benchmark set of bench/RESULTS.md in one command, on a machine with one NVIDIA GPU and PyTorch:
+# training throughput (synthetic, the CPU pipeline, the GPU pipeline; each against the proposal's recipe in the same
+# run), then serving (the real Bento service against its model called directly). Figures and logs go to OUTPUT.
+#
+#   bash bench/run_gpu.sh OUTPUT [train|serving|all]
+#
+# Modelyard must be importable (an install, or PYTHONPATH=<checkout> beside its dependencies).
+set -uo pipefail
+out=${1:?usage: bash bench/run_gpu.sh OUTPUT [train|serving|all]}
+what=${2:-all}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 BENTOML_DO_NOT_TRACK=true NO_ALBUMENTATIONS_UPDATE=1
+python=${PYTHON:-python3}
+status=0
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  echo "CPUs: $(nproc)"
+  "$python" -c "import sys, torch, torchvision; print(sys.version.split()[0], torch.__version__, torchvision.__version__)"
+  git rev-parse --short HEAD 2>/dev/null || true
+} | tee "$out/hardware.txt"
+
+if [ "$what" = train ] || [ "$what" = all ]; then
+  workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
+  "$python" bench/train_throughput.py --batch-size 256 --compile --steps 40 --warmup 15 --workers "$workers" \
+    --data all --json "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
+fi
+if [ "$what" = serving ] || [ "$what" = all ]; then
+  load=(--device cuda --backbone resnet50 --clients 64 --client-processes 6 --images-per-request 16 --deadline 45)
+  # The service as it was configured before (fp32, host preprocessing, one worker): the same-run baseline.
+  "$python" bench/serving.py "${load[@]}" --requests 1500 --precision fp32 --pipeline cpu --workers 1 \
+    --json "$out/serving-before.json" 2>&1 | tee "$out/serving-before.log" || status=1
+  "$python" bench/serving.py "${load[@]}" --requests 6000 --precision auto --pipeline gpu --workers "${SERVING_WORKERS:-4}" \
+    --max-batch-size 128 --json "$out/serving.json" 2>&1 | tee "$out/serving.log" || status=1
+fi
+exit "$status"
