@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -138,10 +138,34 @@ SampleKey = tuple[int, int | None]  # (index, augmentation seed); None for deter
 SampleTransform = Callable[..., torch.Tensor]
 
 
+BadImages = tuple[tuple[str, str], ...]  # (path, error) of the unreadable files skipped
+Read = TypeVar("Read")
+
+
 class Item(NamedTuple):
     image: torch.Tensor
     label: int
-    bad: tuple[tuple[str, str], ...]  # (path, error) of unreadable images skipped to produce this item
+    bad: BadImages  # skipped to produce this item
+
+
+def first_readable(
+    samples: Sequence[Sample], index: int, read: Callable[[Path], Read]
+) -> tuple[Sample, Read, BadImages]:
+    """The sample at `index`, or when it cannot be read the next one that can (at most REPLACEMENT_ATTEMPTS in a row),
+    with what `read` made of it and the unreadable files passed over; DatasetError naming them when none is readable."""
+    bad: list[tuple[str, str]] = []
+    for attempt in range(min(REPLACEMENT_ATTEMPTS, len(samples))):
+        sample = samples[(index + attempt) % len(samples)]
+        try:
+            value = read(sample.path)
+        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises for truncated or foreign files
+            bad.append((str(sample.path), f"{type(error).__name__}: {error}"))
+            continue
+        return sample, value, tuple(bad)
+    raise DatasetError(
+        f"no readable image among {len(bad)} in a row starting at {samples[index].path}: "
+        + "; ".join(f"{path} ({error})" for path, error in bad[:5])
+    )
 
 
 class ImageDataset(Dataset[Item]):
@@ -154,19 +178,8 @@ class ImageDataset(Dataset[Item]):
 
     def __getitem__(self, key: SampleKey) -> Item:
         index, seed = key
-        bad: list[tuple[str, str]] = []
-        for attempt in range(min(REPLACEMENT_ATTEMPTS, len(self.samples))):
-            sample = self.samples[(index + attempt) % len(self.samples)]
-            try:
-                image = read_rgb(sample.path)
-            except (OSError, ValueError, SyntaxError) as error:  # what PIL raises for truncated or foreign files
-                bad.append((str(sample.path), f"{type(error).__name__}: {error}"))
-                continue
-            return Item(self.transform(image, seed=seed), sample.label, tuple(bad))
-        raise DatasetError(
-            f"no readable image among {len(bad)} in a row starting at {self.samples[index].path}: "
-            + "; ".join(f"{path} ({error})" for path, error in bad[:5])
-        )
+        sample, image, bad = first_readable(self.samples, index, read_rgb)
+        return Item(self.transform(image, seed=seed), sample.label, bad)
 
 
 class Batch(NamedTuple):

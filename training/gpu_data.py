@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -25,8 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from modelyard.api.training_job import Augmentation
-from modelyard.training.data import REPLACEMENT_ATTEMPTS, Sample, SampleKey
-from modelyard.training.errors import DatasetError
+from modelyard.training.data import Sample, SampleKey, first_readable
 
 JPEG_MAGIC = b"\xff\xd8\xff"  # by content, not by file name: a PNG named .jpg still decodes
 CROP_ATTEMPTS = 10  # albumentations' RandomResizedCrop tries ten boxes before its central fallback
@@ -163,24 +163,20 @@ class EncodedDataset(Dataset[EncodedItem]):
 
     def __getitem__(self, key: SampleKey) -> EncodedItem:
         index, seed = key
-        bad: list[tuple[str, str]] = []
-        for attempt in range(min(REPLACEMENT_ATTEMPTS, len(self.samples))):
-            sample = self.samples[(index + attempt) % len(self.samples)]
-            try:
-                raw = sample.path.read_bytes()
-                jpeg = raw.startswith(JPEG_MAGIC) and complete_jpeg(raw)
-                data = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if jpeg else pil_rgb(raw)
-            except (OSError, ValueError, SyntaxError) as error:  # unreadable, or refused by PIL (not a full JPEG)
-                bad.append((str(sample.path), f"{type(error).__name__}: {error}"))
-                continue
-            params = None
-            if self.augmentation is not None and seed is not None:
-                params = draw_parameters(seed, self.augmentation)
-            return EncodedItem(data, str(sample.path), sample.label, seed, params, tuple(bad))
-        raise DatasetError(
-            f"no readable image among {len(bad)} in a row starting at {self.samples[index].path}: "
-            + "; ".join(f"{path} ({error})" for path, error in bad[:5])
-        )
+        sample, data, bad = first_readable(self.samples, index, _encoded)
+        params = None
+        if self.augmentation is not None and seed is not None:
+            params = draw_parameters(seed, self.augmentation)
+        return EncodedItem(data, str(sample.path), sample.label, seed, params, bad)
+
+
+def _encoded(path: Path) -> torch.Tensor:
+    """A whole JPEG's bytes (1-D uint8) for the device's decoder; anything else decoded here, CHW uint8. Raises what
+    PIL raises for a file it cannot read (a cut-off JPEG included)."""
+    raw = path.read_bytes()
+    if raw.startswith(JPEG_MAGIC) and complete_jpeg(raw):
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    return pil_rgb(raw)
 
 
 class EncodedBatch(NamedTuple):
