@@ -6,6 +6,7 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from modelyard.api.model_deployment import BatchingSpec
 from modelyard.api.training_job import Precision
@@ -71,18 +72,24 @@ class Batching:
 
 def workers_from_env(env: Mapping[str, str] | None = None) -> int:
     """Worker processes of the service (MODELYARD_WORKERS, default 1); read on import, like the batching settings.
-    Each worker loads its own copy of the model and decodes on its own core: the lever for throughput on a big node."""
+    Each worker loads its own copy of the model and decodes on its own core: for CPU serving. On one GPU more workers
+    were slower (bench/RESULTS.md, 2026-12-01): their processes time-slice the GPU."""
     source = os.environ if env is None else env
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
 
 
-def _precision(env: Mapping[str, str]) -> Precision:
-    raw = env.get(PRECISION_ENV, "").strip().lower() or Precision.AUTO.value
+Choice = TypeVar("Choice", bound=enum.StrEnum)
+
+
+def _choice(env: Mapping[str, str], name: str, default: Choice) -> Choice:
+    """The member of `default`'s enum that `name` names (case-insensitive), `default` when unset."""
+    kind = type(default)
+    raw = env.get(name, "").strip().lower() or default.value
     try:
-        return Precision(raw)
+        return kind(raw)
     except ValueError:
-        choices = ", ".join(member.value for member in Precision)
-        raise ValueError(f"{PRECISION_ENV}={raw!r} must be one of {choices}") from None
+        choices = ", ".join(member.value for member in kind)
+        raise ValueError(f"{name}={raw!r} must be one of {choices}") from None
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> InputLimits:
@@ -112,16 +119,10 @@ class ServiceSettings:
         tag = source.get(MODEL_TAG_ENV, "").strip()
         if not tag:
             raise ValueError(f"{MODEL_TAG_ENV} is not set: it names the model to serve, as name:version")
-        raw_device = source.get(DEVICE_ENV, "").strip().lower() or Device.AUTO.value
-        try:
-            device = Device(raw_device)
-        except ValueError:
-            choices = ", ".join(member.value for member in Device)
-            raise ValueError(f"{DEVICE_ENV}={raw_device!r} must be one of {choices}") from None
         return cls(
             model_tag=tag,
-            device=device,
-            precision=_precision(source),
+            device=_choice(source, DEVICE_ENV, Device.AUTO),
+            precision=_choice(source, PRECISION_ENV, Precision.AUTO),
             top_k=_int(source, TOP_K_ENV, DEFAULT_TOP_K, minimum=1),
             workers=workers_from_env(source),
             batching=Batching.from_env(source),
