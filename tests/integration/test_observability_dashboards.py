@@ -55,6 +55,9 @@ RATE_INTERVAL = "15s"
 STEP_SECONDS = 2
 GOOD_REQUESTS = 48
 BROKEN_REQUESTS = 4
+# Requests sent (and scraped) before the load, so that every serving series exists before it moves: a series first
+# scraped only after the load has one sample in the span, and rate() over one sample is empty.
+PRIMING_GOOD, PRIMING_BROKEN = 2, 1
 
 
 def trainingjob_for_the_operator() -> dict[str, Any]:
@@ -100,8 +103,8 @@ def play_the_operators_part(harness: Harness, api: KubernetesApi) -> None:
         harness.cluster.deployment_available(NAMESPACE, NAME)
 
 
-def send_load(url: str, images: list[Path]) -> Counter[int]:
-    """A bounded load: GOOD_REQUESTS real digits over three clients, then BROKEN_REQUESTS that are no image."""
+def send_load(url: str, images: list[Path], good_requests: int, broken_requests: int) -> Counter[int]:
+    """A bounded load: `good_requests` real digits over three clients, then `broken_requests` that are no image."""
 
     def call(payload: bytes) -> int:
         request = urllib.request.Request(
@@ -115,9 +118,9 @@ def send_load(url: str, images: list[Path]) -> Counter[int]:
 
     good = [
         json.dumps({"images": [base64.b64encode(images[i % len(images)].read_bytes()).decode()]}).encode()
-        for i in range(GOOD_REQUESTS)
+        for i in range(good_requests)
     ]
-    broken = [json.dumps({"images": [base64.b64encode(b"not an image").decode()]}).encode()] * BROKEN_REQUESTS
+    broken = [json.dumps({"images": [base64.b64encode(b"not an image").decode()]}).encode()] * broken_requests
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         codes = Counter(pool.map(call, good))
     codes.update(call(payload) for payload in broken)
@@ -199,7 +202,9 @@ def test_every_panel_query_of_every_dashboard_returns_data(
                 play_the_operators_part(harness, k8s_api)
                 service.wait_ready(240)
                 held_out = sorted(dataset.held_out.glob("*/*.png"))[:: max(1, dataset.held_out_images // 24)]
-                codes = send_load(service.url, held_out)
+                codes = send_load(service.url, held_out, PRIMING_GOOD, PRIMING_BROKEN)
+                prometheus.wait_scraped({"modelyard-serving"})
+                codes += send_load(service.url, held_out, GOOD_REQUESTS, BROKEN_REQUESTS)
                 output, _ = trainer.communicate(timeout=300)
                 # The last requests and the operator's last figures are counted once each is scraped again.
                 prometheus.wait_scraped({"modelyard-operator", "modelyard-serving"})
@@ -210,7 +215,7 @@ def test_every_panel_query_of_every_dashboard_returns_data(
                 trainer.wait()
         assert trainer.returncode == 0, trainer_log.read_text()[-3000:]
         assert [event["event"] for event in parse_events(output)][-1] == "model_saved", output[-3000:]
-        assert codes == {200: GOOD_REQUESTS, 400: BROKEN_REQUESTS}
+        assert codes == {200: PRIMING_GOOD + GOOD_REQUESTS, 400: PRIMING_BROKEN + BROKEN_REQUESTS}
 
         empty: list[str] = []
         chosen: dict[str, dict[str, str]] = {}
