@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -159,6 +160,15 @@ def test_get_watch_prints_rows_as_objects_change(k8s_api: KubernetesApi) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+
+    def read_rows() -> None:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_rows, daemon=True)
+    reader.start()
     try:
         jobs = CustomObjects(k8s_api.client, "trainingjobs")
         deadline = time.monotonic() + 20
@@ -166,9 +176,18 @@ def test_get_watch_prints_rows_as_objects_change(k8s_api: KubernetesApi) -> None
             time.sleep(0.05)
         jobs.create("default", minimal_training_job("watched"))
         jobs.patch_status("default", "watched", {"status": {"phase": "Running"}})
-        time.sleep(1)
+        # Rows are read as kubectl prints them, until the patched phase shows: a fixed sleep flakes on a busy machine.
+        deadline = time.monotonic() + 30
+        while not any(line.split()[:2] == ["watched", "Running"] for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         watcher.terminate()
-        output, errors = watcher.communicate(timeout=10)
-    rows = [line.split() for line in output.splitlines() if line.startswith("watched")]
-    assert [row[:2] for row in rows][-1] == ["watched", "Running"], output + errors
+        watcher.wait(10)
+        reader.join(10)
+    assert watcher.stdout is not None
+    assert watcher.stderr is not None
+    with watcher.stdout, watcher.stderr:
+        errors = watcher.stderr.read()
+    rows = [line.split() for line in lines if line.startswith("watched")]
+    assert rows, errors
+    assert [row[:2] for row in rows][-1] == ["watched", "Running"], "".join(lines) + errors

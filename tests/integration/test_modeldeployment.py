@@ -109,6 +109,7 @@ def test_progress_deadline_restores_the_stable_model_once_and_never_rolls_forwar
 
         # The restored revision rolls out and becomes available; several resyncs later v2 has not come back.
         harness.cluster.deployment_available(NAMESPACE, NAME)
+        harness.wait_status(lambda s: s.get("readyReplicas") == 1, "the restored revision ready")
         time.sleep(3)
         assert harness.served_tag() == "flowers:v1"
         status = harness.status()
