@@ -40,12 +40,11 @@ from PIL import Image
 
 from modelyard.api.training_job import DataSpec, InputPipeline, ModelSpec, Precision, ResourcesSpec, TrainingSpec
 from modelyard.training import distributed
-from modelyard.training.data import BadImageTracker, Batch, EpochSampler, ImageDataset, load_split, make_loader
+from modelyard.training.data import BadImageTracker, Batch, EpochSampler, load_split
 from modelyard.training.distributed import Distributed
-from modelyard.training.gpu_pipeline import make_gpu_loader
 from modelyard.training.loop import prepare_trainee, train_epoch
 from modelyard.training.model import build_model
-from modelyard.training.transforms import train_transform
+from modelyard.training.trainer import make_batches
 
 
 @dataclass(frozen=True)
@@ -138,13 +137,7 @@ def measure(
         split = load_split(data_spec, args.classes, seed=0)
         samples = split.train + split.val
         sampler = EpochSampler(len(samples), seed=0, rank=context.rank, world_size=context.world_size)
-        loader: Any
-        if pipeline is InputPipeline.GPU:
-            loader = make_gpu_loader(samples, sampler, recipe.batch_size, data_spec, device, train=True)
-        else:
-            augment = train_transform(args.image_size, data_spec.augmentation, data_spec.normalization)
-            loader = make_loader(ImageDataset(samples, augment), sampler, recipe.batch_size, args.workers,
-                                 train=True, pin=pin)  # fmt: skip
+        loader = make_batches(data_spec, samples, sampler, recipe.batch_size, device, train=True)
         loaders = [loader, loader]
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
     if device.type == "cuda":

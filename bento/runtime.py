@@ -95,9 +95,7 @@ class Classifier:
             pixels = [to_device(torch.from_numpy(image.transpose(2, 0, 1).copy()), self.device) for image in images]
             return eval_pixels(pixels, self.info.image_size, self.info.normalization)
         batch = torch.stack([self.transform(image) for image in images])
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        return batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        return to_device(batch, self.device).contiguous(memory_format=self.memory_format)
 
     def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
         """Softmax over classes, one row per image, on the CPU."""

@@ -144,29 +144,6 @@ def eval_pixels(images: Sequence[torch.Tensor], image_size: int, normalization: 
     return normalize(resample(images, full_boxes(images), image_size), normalization)
 
 
-class Preprocessed(NamedTuple):
-    images: torch.Tensor  # the readable inputs, in order, ready for the model
-    readable: list[int]  # their positions among the inputs
-    errors: dict[int, str]  # position → why it could not be decoded
-
-
-def preprocess_eval(
-    items: Sequence[torch.Tensor], image_size: int, normalization: Normalization, device: torch.device
-) -> Preprocessed:
-    """Decode (JPEG bytes as 1-D uint8) or take (CHW uint8) each input, resize and normalise it on `device`: the one
-    evaluation preprocessing of the gpu path, for validation and for serving. Unreadable inputs are left out."""
-    decoded, errors = decode_images(items, device)
-    readable = [index for index, image in enumerate(decoded) if image is not None]
-    images = [image for image in decoded if image is not None]
-    pixels = (
-        eval_pixels(images, image_size, normalization)
-        if images
-        else torch.empty((0, 3, image_size, image_size), device=device)
-    )
-    failed = {index: error for index, (image, error) in enumerate(zip(decoded, errors, strict=True)) if image is None}
-    return Preprocessed(pixels, readable, failed)
-
-
 class TrainPreparation:
     def __init__(self, data: DataSpec, device: torch.device) -> None:
         self.augment = GpuAugment(data.image_size, data.augmentation, data.normalization)

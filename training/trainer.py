@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Sampler
 
 from modelyard.api.training_job import ClassBalancing, DataSpec, InputPipeline, TrainingJobSpec
 from modelyard.training import checkpoint, distributed, export
@@ -26,6 +27,7 @@ from modelyard.training.data import (
     EpochSampler,
     ImageDataset,
     Sample,
+    SampleKey,
     ShardSampler,
     balanced_sample_weights,
     load_split,
@@ -83,28 +85,27 @@ def run_training(
         distributed.teardown(context)
 
 
-def _loaders(
+def make_batches(
     data: DataSpec,
-    split: DataSplit,
-    train_sampler: EpochSampler,
-    val_sampler: ShardSampler,
+    samples: Sequence[Sample],
+    sampler: Sampler[SampleKey],
     batch_size: int,
-    context: distributed.Distributed,
-) -> tuple[BatchSource, BatchSource]:
-    """The training and validation batches of `data.pipeline`: decoded and augmented by DataLoader workers (cpu), or
-    read by the workers and decoded and augmented on the training device (gpu)."""
+    device: torch.device,
+    *,
+    train: bool,
+) -> BatchSource:
+    """The training (augmented) or validation batches of `data.pipeline`, for the trainer and the benchmark alike:
+    decoded and transformed by DataLoader workers (cpu), or read by the workers and decoded and transformed on
+    `device` (gpu)."""
     if data.pipeline is InputPipeline.GPU:
-        return (
-            make_gpu_loader(split.train, train_sampler, batch_size, data, context.device, train=True),
-            make_gpu_loader(split.val, val_sampler, batch_size, data, context.device, train=False),
-        )
-    pin, workers = context.device.type == "cuda", data.num_workers
-    augment = train_transform(data.image_size, data.augmentation, data.normalization)
-    preprocess = eval_transform(data.image_size, data.normalization)
-    return (
-        make_loader(ImageDataset(split.train, augment), train_sampler, batch_size, workers, train=True, pin=pin),
-        make_loader(ImageDataset(split.val, preprocess), val_sampler, batch_size, workers, train=False, pin=pin),
+        return make_gpu_loader(samples, sampler, batch_size, data, device, train=train)
+    transform = (
+        train_transform(data.image_size, data.augmentation, data.normalization)
+        if train
+        else eval_transform(data.image_size, data.normalization)
     )
+    dataset = ImageDataset(samples, transform)
+    return make_loader(dataset, sampler, batch_size, data.num_workers, train=train, pin=device.type == "cuda")
 
 
 class _Run:
@@ -136,7 +137,10 @@ class _Run:
             ),
         )
         val_sampler = ShardSampler(len(split.val), context.rank, context.world_size)
-        train_loader, val_loader = _loaders(spec.data, split, train_sampler, val_sampler, training.batch_size, context)
+        train_loader = make_batches(
+            spec.data, split.train, train_sampler, training.batch_size, context.device, train=True
+        )
+        val_loader = make_batches(spec.data, split.val, val_sampler, training.batch_size, context.device, train=False)
         steps = steps_per_epoch(len(train_loader), training)
 
         base_model = build_model(spec.model)  # same seed on every rank: the same start

@@ -24,7 +24,7 @@ from modelyard.api.training_job import Augmentation, ColorJitter, GaussNoise, No
 from modelyard.training.data import read_rgb
 from modelyard.training.gpu_augment import GpuAugment, adjust_hue, color_jitter, normalize, resample
 from modelyard.training.gpu_data import CROP_ATTEMPTS, AugmentParams, crop_boxes, draw_parameters
-from modelyard.training.gpu_pipeline import eval_pixels, preprocess_eval
+from modelyard.training.gpu_pipeline import decode_images, eval_pixels
 from modelyard.training.transforms import eval_transform
 
 pytestmark = pytest.mark.unit
@@ -71,12 +71,13 @@ def test_eval_preprocessing_matches_eval_transform_on_a_real_jpeg(name: str, siz
     path = PHOTOS / name
     expected = eval_transform(size, IMAGENET)(read_rgb(path))
     encoded = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-    prepared = preprocess_eval([encoded], size, IMAGENET, CPU)
-    assert prepared.readable == [0]
-    assert prepared.images.shape == (1, 3, size, size)
-    assert prepared.images.is_contiguous(memory_format=torch.channels_last)
+    [image], [error] = decode_images([encoded], CPU)
+    assert image is not None, error
+    prepared = eval_pixels([image], size, IMAGENET)
+    assert prepared.shape == (1, 3, size, size)
+    assert prepared.is_contiguous(memory_format=torch.channels_last)
     # In pixel levels: cv2 rounds its uint8 result, the float path does not — at most one level apart.
-    levels = ((prepared.images[0] - expected) * torch.tensor(IMAGENET.std).view(3, 1, 1)).abs() * 255
+    levels = ((prepared[0] - expected) * torch.tensor(IMAGENET.std).view(3, 1, 1)).abs() * 255
     assert float(levels.max()) <= 1.0 + 1e-3
     assert float(levels.mean()) <= 0.35
 

@@ -17,7 +17,13 @@ from modelyard.api.training_job import Augmentation, ColorJitter, DataSpec, Gaus
 from modelyard.training.data import BadImageTracker, EpochSampler, ShardSampler, load_split, read_rgb
 from modelyard.training.errors import DatasetError
 from modelyard.training.gpu_data import EncodedDataset, collate_encoded, complete_jpeg, draw_parameters
-from modelyard.training.gpu_pipeline import DeviceLoader, decode_batch, make_gpu_loader, preprocess_eval
+from modelyard.training.gpu_pipeline import (
+    DeviceLoader,
+    EvalPreparation,
+    decode_images,
+    eval_pixels,
+    make_gpu_loader,
+)
 from modelyard.training.transforms import eval_transform
 
 pytestmark = pytest.mark.unit
@@ -111,8 +117,8 @@ def test_workers_hand_over_jpeg_bytes_and_pil_decoded_pixels(tmp_path: Path) -> 
     assert items["png-named.jpg"].data.ndim == 3
     assert items["zz.png"].params is None  # evaluation draws nothing
     # Through the whole evaluation path, the PNG is preprocessed exactly as the cpu path's eval_transform.
-    batch = decode_batch(collate_encoded([items["zz.png"]]), CPU)
-    prepared = preprocess_eval(batch.images, 32, DataSpec(path="/x").normalization, CPU)
+    validation = EvalPreparation(DataSpec.model_validate({"path": "/x", "imageSize": 32}), CPU)
+    prepared = validation(collate_encoded([items["zz.png"]]))
     expected = eval_transform(32, DataSpec(path="/x").normalization)(read_rgb(png))
     assert float((prepared.images[0] - expected).abs().max()) < 0.02  # one uint8 level / std
 
@@ -209,16 +215,18 @@ def test_a_batch_of_nothing_but_unreadable_jpegs_stops_naming_them(tmp_path: Pat
     assert str(split.train[0].path) in str(caught.value)
 
 
-def test_evaluation_preprocessing_leaves_out_unreadable_inputs_and_says_why(tmp_path: Path) -> None:
+def test_decoding_leaves_out_unreadable_inputs_and_says_why(tmp_path: Path) -> None:
     root = _write_folder(tmp_path / "jpegs", per_class=1, classes=2)
     good = torch.frombuffer(bytearray((root / "c0" / "00.jpg").read_bytes()), dtype=torch.uint8)
     bad = torch.frombuffer(bytearray(b"\xff\xd8\xff\xe0 not really"), dtype=torch.uint8)
     pixels = torch.zeros((3, 10, 12), dtype=torch.uint8)
-    prepared = preprocess_eval([bad, good, pixels], 16, DataSpec(path="/x").normalization, CPU)
-    assert prepared.images.shape == (2, 3, 16, 16)
-    assert prepared.readable == [1, 2]
-    assert list(prepared.errors) == [0]
-    assert prepared.errors[0].startswith(("OSError", "UnidentifiedImageError"))  # what PIL said
+    images, errors = decode_images([bad, good, pixels], CPU)
+    assert images[0] is None
+    assert errors[0].startswith(("OSError", "UnidentifiedImageError"))  # what PIL said
+    assert errors[1:] == ["", ""]
+    readable = [image for image in images if image is not None]
+    assert [tuple(image.shape) for image in readable] == [(3, 40, 40), (3, 10, 12)]
+    assert eval_pixels(readable, 16, DataSpec(path="/x").normalization).shape == (2, 3, 16, 16)
 
 
 def test_preparing_one_batch_ahead_in_a_thread_gives_the_same_batches(tmp_path: Path) -> None:
