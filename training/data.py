@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -128,9 +128,10 @@ def load_split(data: DataSpec, num_classes: int, seed: int) -> DataSplit:
     return DataSplit(train_folder.class_names, train, val, digest)
 
 
-def read_rgb(path: Path) -> RgbImage:
-    """Decode an image file into an RGB uint8 array (grey, palette and alpha images are converted)."""
-    with Image.open(path) as image:
+def read_rgb(source: Path | BinaryIO) -> RgbImage:
+    """Decode an image file (a path, or its bytes as a file object) into an RGB uint8 array (grey, palette and alpha
+    images are converted)."""
+    with Image.open(source) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 

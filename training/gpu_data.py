@@ -22,11 +22,11 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from modelyard.api.training_job import Augmentation
-from modelyard.training.data import Sample, SampleKey, first_readable
+from modelyard.training.data import Sample, SampleKey, first_readable, read_rgb
 
 JPEG_MAGIC = b"\xff\xd8\xff"  # by content, not by file name: a PNG named .jpg still decodes
 CROP_ATTEMPTS = 10  # albumentations' RandomResizedCrop tries ten boxes before its central fallback
@@ -125,10 +125,9 @@ def crop_boxes(
 
 
 def pil_rgb(data: bytes) -> torch.Tensor:
-    """Decode with PIL, as the cpu path's `read_rgb` does, into a CHW uint8 tensor."""
+    """Decode with the cpu path's `read_rgb`, into a CHW uint8 tensor."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        pixels = read_rgb(io.BytesIO(data))
     except UnidentifiedImageError:  # its own message names a BytesIO object; the caller names the file
         raise UnidentifiedImageError("cannot identify the image format") from None
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
