@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -48,6 +49,26 @@ def install_crds(api_client: kubernetes.client.ApiClient, directory: Path = CRD_
                 extensions.create_custom_resource_definition(document)
                 names.append(document["metadata"]["name"])
     return names
+
+
+@pytest.fixture(scope="module")
+def module_workdir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Path]]:
+    """`module_workdir(name)`: a new folder for a module's shared fixtures (a training run, a service's home), removed
+    when the module ends unless a test failed meanwhile — what `tmp_path_retention_policy = "failed"` does for
+    `tmp_path`, so that a module's checkpoints do not hold disk for the rest of the session."""
+    made: list[Path] = []
+    failed_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -49,6 +49,8 @@ def trained_model(base: Path) -> TrainedModel:
         finished = run_trainer(config, env=trainer_env(BENTOML_HOME=str(work / "store")))
         assert finished.returncode == 0, describe(finished)
         [folder] = stored_models(work / "store", MODEL_NAME)
+        # The tests serve the stored model only; its checkpoints would hold disk for the whole session.
+        shutil.rmtree(work / "ckpt")
         (work / "tag.txt").write_text(f"{MODEL_NAME}:{folder.name}")
     return TrainedModel(work / "store", (work / "tag.txt").read_text(), dataset.held_out)
 

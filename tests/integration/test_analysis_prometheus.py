@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -89,8 +89,8 @@ class Figures:
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
-    work = tmp_path_factory.mktemp("analysis")
+def figures(module_workdir: Callable[[str], Path]) -> Iterator[Figures]:
+    work = module_workdir("analysis")
     store = work / "store"
     tag = stored_model(store)
     # As in a pod: each service has a BentoML home of its own (BentoML keeps its multiprocess metrics there, and two

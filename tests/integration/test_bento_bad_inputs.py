@@ -7,8 +7,9 @@ import base64
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,9 +57,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, module_workdir: Callable[[str], Path]) -> Iterator[Server]:
     model = trained_model(tmp_path_factory.getbasetemp())
-    work = tmp_path_factory.mktemp("bad-inputs")
+    work = module_workdir("bad-inputs")
     env = {"BENTOML_HOME": str(service_home(work / "home", model)), "MODELYARD_MODEL_TAG": model.tag, **LIMITS}
     with ServiceProcess({**env, "MODELYARD_DEVICE": "cpu"}, log=work / "service.log") as service:
         service.wait_ready(180)

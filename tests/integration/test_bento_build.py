@@ -34,9 +34,9 @@ def without_network() -> list[str]:
     return []
 
 
-def test_the_bento_builds_offline_and_serves(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_bento_builds_offline_and_serves(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     model = trained_model(tmp_path_factory.getbasetemp())
-    home = service_home(tmp_path_factory.mktemp("bento-build") / "home", model)
+    home = service_home(tmp_path / "home", model)
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     isolation = without_network()
     build = subprocess.run(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +66,8 @@ def reference(model: TrainedModel) -> Reference:
 
 
 @pytest.fixture(scope="module")
-def late(model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LateStart]:
-    work = tmp_path_factory.mktemp("late-model")
+def late(model: TrainedModel, module_workdir: Callable[[str], Path]) -> Iterator[LateStart]:
+    work = module_workdir("late-model")
     home = service_home(work / "home", None)
     env = {"BENTOML_HOME": str(home), "MODELYARD_MODEL_TAG": model.tag, "MODELYARD_DEVICE": "cpu"}
     [(image, _)] = labelled_images(model.held_out, 1)[:1]

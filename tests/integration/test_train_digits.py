@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def _scrape(port: int) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory: pytest.TempPathFactory) -> DigitsRun:
+def digits_run(tmp_path_factory: pytest.TempPathFactory, module_workdir: Callable[[str], Path]) -> DigitsRun:
     dataset = digits(tmp_path_factory.getbasetemp())
-    work = tmp_path_factory.mktemp("digits-run")
+    work = module_workdir("digits-run")
     config = write_config(
         work / "job.yaml",
         dataset.train,

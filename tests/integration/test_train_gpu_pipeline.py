@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,9 @@ def _as_jpegs(source: Path, target: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def jpeg_digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def jpeg_digits(tmp_path_factory: pytest.TempPathFactory, module_workdir: Callable[[str], Path]) -> tuple[Path, Path]:
     """The digits' training folders as JPEGs, one of them cut off; and the cut-off file."""
-    jpegs = _as_jpegs(digits(tmp_path_factory.getbasetemp()).train, tmp_path_factory.mktemp("jpeg-digits"))
+    jpegs = _as_jpegs(digits(tmp_path_factory.getbasetemp()).train, module_workdir("jpeg-digits"))
     truncated = jpegs[0].parent / "truncated.jpg"
     truncated.write_bytes(jpegs[0].read_bytes()[:200])
     return jpegs[0].parent.parent, truncated
@@ -61,10 +62,10 @@ def jpeg_digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def gpu_run(
-    tmp_path_factory: pytest.TempPathFactory, jpeg_digits: tuple[Path, Path]
+    tmp_path_factory: pytest.TempPathFactory, module_workdir: Callable[[str], Path], jpeg_digits: tuple[Path, Path]
 ) -> tuple[Finished, Path, Path, Path]:
     dataset = digits(tmp_path_factory.getbasetemp())
-    work = tmp_path_factory.mktemp("gpu-pipeline-run")
+    work = module_workdir("gpu-pipeline-run")
     folder, truncated = jpeg_digits
     config = write_config(
         work / "job.yaml",
