@@ -142,29 +142,34 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return value - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
-def jitter_round(images: torch.Tensor, step: torch.Tensor, factor: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+ALL_STEPS = (BRIGHTNESS, CONTRAST, SATURATION, HUE)
+_ADJUST = {BRIGHTNESS: adjust_brightness, CONTRAST: adjust_contrast, SATURATION: adjust_saturation, HUE: adjust_hue}
+
+
+def jitter_round(
+    images: torch.Tensor, step: torch.Tensor, factor: torch.Tensor, active: torch.Tensor, steps: Sequence[int]
+) -> torch.Tensor:
     """One round of ColorJitter: each image runs its own step (`step`, with its `factor`) where `active`, else stays
-    as it was. Every step is computed for the whole batch and each image takes its own: fused, that costs one pass."""
-    candidates = (
-        adjust_brightness(images, factor),
-        adjust_contrast(images, factor),
-        adjust_saturation(images, factor),
-        adjust_hue(images, factor),
-    )
-    chosen = candidates[HUE]
-    for kind in (SATURATION, CONTRAST, BRIGHTNESS):
-        chosen = torch.where(_per_image(step == kind), candidates[kind], chosen)
+    as it was. Each of `steps` is computed for the whole batch and each image takes its own: fused, one pass."""
+    chosen = images
+    for kind in steps:
+        chosen = torch.where(_per_image(step == kind), _ADJUST[kind](images, factor), chosen)
     return torch.where(_per_image(active), chosen, images)
 
 
-def color_jitter(images: torch.Tensor, jitter: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+def color_jitter(
+    images: torch.Tensor, jitter: torch.Tensor, order: torch.Tensor, steps: Sequence[int] = ALL_STEPS
+) -> torch.Tensor:
     """ColorJitter with each image's steps in its own order, as albumentations shuffles them per image: in round r
-    every image runs its r-th step. A step whose factor is the identity is skipped, as albumentations does."""
+    every image runs its r-th step. A step whose factor is the identity is skipped, as albumentations does; `steps`:
+    the only ones whose factor can be other than the identity (the spec's, not a batch's: no recompilation)."""
+    if not steps:
+        return images
     for round_ in range(4):
         step = order[:, round_]
         factor = jitter.gather(1, step[:, None]).squeeze(1)
         active = factor != (step != HUE).to(factor.dtype)  # the identity: factor 1, or a hue shift of 0
-        images = jitter_round(images, step, factor, active)
+        images = jitter_round(images, step, factor, active, steps)
     return images
 
 
@@ -198,12 +203,13 @@ def pixel_steps(
     noise_std: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
+    jitter_steps: Sequence[int] = ALL_STEPS,
 ) -> torch.Tensor:
     """Everything after the crop, in the cpu path's order: flip, rotate90, colour jitter, noise, normalise. Tensors
     in, tensors out, no branch on their values: what torch.compile takes as one graph."""
     images = horizontal_flip(images, flip)
     images = rotate90(images, quarter_turns)
-    images = color_jitter(images, jitter, jitter_order)
+    images = color_jitter(images, jitter, jitter_order, jitter_steps)
     images = gauss_noise(images, noise, noise_std)
     return _normalize(images, mean, std)
 
@@ -220,6 +226,10 @@ class GpuAugment:
         self.augmentation = augmentation
         self.normalization = normalization
         self.pixel_steps = torch.compile(pixel_steps) if compile else pixel_steps
+        jitter = augmentation.color_jitter
+        amounts = (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+        # Steps the spec leaves at the identity never run: eagerly each would cost a dozen passes over the batch.
+        self.jitter_steps = tuple(kind for kind, amount in zip(ALL_STEPS, amounts, strict=True) if amount and jitter.p)
 
     def __call__(self, images: Sequence[torch.Tensor], params: AugmentParams, noise_seed: int) -> torch.Tensor:
         """`images`: CHW uint8 on the device, any sizes; `params`: the batch's parameters on the host."""
@@ -245,4 +255,5 @@ class GpuAugment:
             noise,
             to_device(params.noise_std, device),
             *_mean_std(self.normalization, device),
+            self.jitter_steps,
         )
