@@ -144,9 +144,7 @@ def measure(
         split = load_split(data_spec, args.classes, seed=0)
         samples = split.train + split.val
         sampler = EpochSampler(len(samples), seed=0, rank=context.rank, world_size=context.world_size)
-        loader = make_batches(
-            data_spec, samples, sampler, recipe.batch_size, device, train=True, compile=recipe.compile
-        )
+        loader = make_batches(data_spec, samples, sampler, recipe.batch_size, device, train=True)
         loaders = [loader, loader]
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
     if device.type == "cuda":

@@ -1,10 +1,9 @@
 """Device-side image operations of the gpu input pipeline, batched with per-image parameters.
 
 Each mirrors its albumentations 2.0.8 counterpart in the cpu path (transforms.py) on float pixels in [0, 1], clipped
-where albumentations clips uint8. Per-image choices are applied with `torch.where`, so everything after the crop is
-one function of tensors with no decision on their values (`pixel_steps`): the same kernels for every batch, and one
-graph for torch.compile, which fuses its hundred-odd element-wise passes over the batch into a few kernels (measured
-on an H200: 11 ms of GPU time per batch of 256 eagerly, time the training step then waits for).
+where albumentations clips uint8. Per-image choices are applied with `torch.where` or with identity factors for the
+images a transform skips, so a batch costs a fixed handful of kernels whatever its parameters; whether any image of
+the batch needs a step at all is decided from the parameters on the host, without waiting for the device.
 """
 
 from __future__ import annotations
@@ -96,17 +95,16 @@ def horizontal_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.where(_per_image(flip), images.flip(-1), images)
 
 
-def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
-    """np.rot90(image, k) per image (counterclockwise) on square images."""
-    for turns in (1, 2, 3):
+def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor, present: Sequence[int]) -> torch.Tensor:
+    """np.rot90(image, k) per image (counterclockwise) on square images; `present`: the k > 0 the batch holds."""
+    for turns in present:
         images = torch.where(_per_image(quarter_turns == turns), images.rot90(turns, dims=(-2, -1)), images)
     return images
 
 
 def gray(images: torch.Tensor) -> torch.Tensor:
-    # Python constants, not a cached weights tensor: torch.compile traces no cache (this runs inside pixel_steps).
-    red, green, blue = GRAY_WEIGHTS
-    return images[:, 0:1] * red + images[:, 1:2] * green + images[:, 2:3] * blue
+    weights = constant(GRAY_WEIGHTS, images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -138,98 +136,58 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     )
     sextant = torch.where(chroma > 0, sextant, torch.zeros_like(sextant)) + 6.0 * shift.view(-1, 1, 1, 1)
     # HSV → RGB without branches: channel n is V - C * clamp(min(k, 4 - k), 0, 1), k = (n + hue) mod 6.
-    k = torch.remainder(torch.cat([sextant + 5.0, sextant + 3.0, sextant + 1.0], dim=1), 6.0)
+    k = torch.remainder(constant((5.0, 3.0, 1.0), images.device).view(1, 3, 1, 1) + sextant, 6.0)
     return value - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
-ALL_STEPS = (BRIGHTNESS, CONTRAST, SATURATION, HUE)
-_ADJUST = {BRIGHTNESS: adjust_brightness, CONTRAST: adjust_contrast, SATURATION: adjust_saturation, HUE: adjust_hue}
+def _jitter_step(images: torch.Tensor, step: int, factor: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    if step == HUE:
+        return torch.where(_per_image(selected), adjust_hue(images, factor), images)
+    # An identity factor leaves a pixel exactly as it was (x * 1 + m * 0), so unselected images need no mask.
+    identity = torch.ones_like(factor)
+    chosen = torch.where(selected, factor, identity)
+    adjust = {BRIGHTNESS: adjust_brightness, CONTRAST: adjust_contrast, SATURATION: adjust_saturation}[step]
+    return adjust(images, chosen)
 
 
-def jitter_round(
-    images: torch.Tensor, step: torch.Tensor, factor: torch.Tensor, active: torch.Tensor, steps: Sequence[int]
-) -> torch.Tensor:
-    """One round of ColorJitter: each image runs its own step (`step`, with its `factor`) where `active`, else stays
-    as it was. Each of `steps` is computed for the whole batch and each image takes its own: fused, one pass."""
-    chosen = images
-    for kind in steps:
-        chosen = torch.where(_per_image(step == kind), _ADJUST[kind](images, factor), chosen)
-    return torch.where(_per_image(active), chosen, images)
-
-
-def color_jitter(
-    images: torch.Tensor, jitter: torch.Tensor, order: torch.Tensor, steps: Sequence[int] = ALL_STEPS
-) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, params: AugmentParams, on_device: AugmentParams) -> torch.Tensor:
     """ColorJitter with each image's steps in its own order, as albumentations shuffles them per image: in round r
-    every image runs its r-th step. A step whose factor is the identity is skipped, as albumentations does; `steps`:
-    the only ones whose factor can be other than the identity (the spec's, not a batch's: no recompilation)."""
-    if not steps:
-        return images
+    every image runs its r-th step. Steps whose factor is the identity are skipped, as albumentations does."""
+    identity = (1.0, 1.0, 1.0, 0.0)
+    active = params.jitter != torch.tensor(identity)  # on the host: decides which kernels run
+    active_device = on_device.jitter != constant(identity, on_device.jitter.device)
     for round_ in range(4):
-        step = order[:, round_]
-        factor = jitter.gather(1, step[:, None]).squeeze(1)
-        active = factor != (step != HUE).to(factor.dtype)  # the identity: factor 1, or a hue shift of 0
-        images = jitter_round(images, step, factor, active, steps)
+        for step in range(4):
+            wanted = (params.jitter_order[:, round_] == step) & active[:, step]
+            if not bool(wanted.any()):
+                continue
+            selected = (on_device.jitter_order[:, round_] == step) & active_device[:, step]
+            images = _jitter_step(images, step, on_device.jitter[:, step], selected)
     return images
 
 
-def gauss_noise(images: torch.Tensor, noise: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Zero-mean noise (a standard normal field, or a zero scalar for none), independent per pixel and channel, std
-    a fraction of the pixel range, clipped (albumentations' GaussNoise with per_channel=True); std 0 leaves an image
-    as it was."""
+def gauss_noise(images: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Zero-mean noise, independent per pixel and channel, std a fraction of the pixel range, clipped (albumentations'
+    GaussNoise with per_channel=True); std 0 leaves an image as it was."""
+    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return (images + noise * _per_image(std)).clamp_(0.0, 1.0)
 
 
 def normalize(images: torch.Tensor, normalization: Normalization) -> torch.Tensor:
     """(x - mean) / std per channel, as alb.Normalize(max_pixel_value=255) on x * 255; channels_last out."""
-    return _normalize(images, *_mean_std(normalization, images.device))
-
-
-def _mean_std(normalization: Normalization, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return constant(tuple(normalization.mean), device), constant(tuple(normalization.std), device)
-
-
-def _normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return ((images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)).contiguous(memory_format=torch.channels_last)
-
-
-def pixel_steps(
-    images: torch.Tensor,
-    flip: torch.Tensor,
-    quarter_turns: torch.Tensor,
-    jitter: torch.Tensor,
-    jitter_order: torch.Tensor,
-    noise: torch.Tensor,
-    noise_std: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    jitter_steps: Sequence[int] = ALL_STEPS,
-) -> torch.Tensor:
-    """Everything after the crop, in the cpu path's order: flip, rotate90, colour jitter, noise, normalise. Tensors
-    in, tensors out, no branch on their values: what torch.compile takes as one graph."""
-    images = horizontal_flip(images, flip)
-    images = rotate90(images, quarter_turns)
-    images = color_jitter(images, jitter, jitter_order, jitter_steps)
-    images = gauss_noise(images, noise, noise_std)
-    return _normalize(images, mean, std)
+    mean = constant(tuple(normalization.mean), images.device).view(1, 3, 1, 1)
+    std = constant(tuple(normalization.std), images.device).view(1, 3, 1, 1)
+    return ((images - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 class GpuAugment:
     """The training augmentation of the gpu pipeline: crop or resize, flip, rotate90, colour jitter, noise,
-    normalise, in the cpu path's order, on the device the images are on. `compile`: run `pixel_steps` through
-    torch.compile (the trainer's `training.compile`)."""
+    normalise, in the cpu path's order, on the device the images are on."""
 
-    def __init__(
-        self, image_size: int, augmentation: Augmentation, normalization: Normalization, *, compile: bool = False
-    ) -> None:
+    def __init__(self, image_size: int, augmentation: Augmentation, normalization: Normalization) -> None:
         self.image_size = image_size
         self.augmentation = augmentation
         self.normalization = normalization
-        self.pixel_steps = torch.compile(pixel_steps) if compile else pixel_steps
-        jitter = augmentation.color_jitter
-        amounts = (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
-        # Steps the spec leaves at the identity never run: eagerly each would cost a dozen passes over the batch.
-        self.jitter_steps = tuple(kind for kind, amount in zip(ALL_STEPS, amounts, strict=True) if amount and jitter.p)
 
     def __call__(self, images: Sequence[torch.Tensor], params: AugmentParams, noise_seed: int) -> torch.Tensor:
         """`images`: CHW uint8 on the device, any sizes; `params`: the batch's parameters on the host."""
@@ -240,20 +198,21 @@ class GpuAugment:
         else:
             boxes = full_boxes(images)
         batch = resample(images, boxes, self.image_size)
+        on_device = params._replace(
+            flip=to_device(params.flip, device),
+            quarter_turns=to_device(params.quarter_turns, device),
+            jitter=to_device(params.jitter, device),
+            jitter_order=to_device(params.jitter_order, device),
+            noise_std=to_device(params.noise_std, device),
+        )
+        if bool(params.flip.any()):
+            batch = horizontal_flip(batch, on_device.flip)
+        present = [turns for turns in (1, 2, 3) if bool((params.quarter_turns == turns).any())]
+        if present:
+            batch = rotate90(batch, on_device.quarter_turns, present)
+        batch = color_jitter(batch, params, on_device)
         if bool((params.noise_std > 0).any()):
             generator = torch.Generator(device=device)
             generator.manual_seed(noise_seed)
-            noise = torch.randn(batch.shape, generator=generator, device=device, dtype=batch.dtype)
-        else:
-            noise = torch.zeros((), device=device, dtype=batch.dtype)
-        return self.pixel_steps(
-            batch,
-            to_device(params.flip, device),
-            to_device(params.quarter_turns, device),
-            to_device(params.jitter, device),
-            to_device(params.jitter_order, device),
-            noise,
-            to_device(params.noise_std, device),
-            *_mean_std(self.normalization, device),
-            self.jitter_steps,
-        )
+            batch = gauss_noise(batch, on_device.noise_std, generator)
+        return normalize(batch, self.normalization)

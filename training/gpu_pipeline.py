@@ -145,8 +145,8 @@ def eval_pixels(images: Sequence[torch.Tensor], image_size: int, normalization: 
 
 
 class TrainPreparation:
-    def __init__(self, data: DataSpec, device: torch.device, *, compile: bool = False) -> None:
-        self.augment = GpuAugment(data.image_size, data.augmentation, data.normalization, compile=compile)
+    def __init__(self, data: DataSpec, device: torch.device) -> None:
+        self.augment = GpuAugment(data.image_size, data.augmentation, data.normalization)
         self.device = device
 
     def __call__(self, batch: EncodedBatch) -> Batch:
@@ -168,8 +168,6 @@ class EvalPreparation:
 
 
 _END = object()
-# Batches the helper thread may have ready ahead of the one training: each holds a decoded batch in device memory.
-PREFETCH_BATCHES = 1
 
 
 class DeviceLoader:
@@ -198,7 +196,7 @@ class DeviceLoader:
             for batch in self.loader:
                 yield self.prepare(batch)
             return
-        ready: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BATCHES)
+        ready: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
         thread = threading.Thread(target=self._produce, args=(ready, stop), name="modelyard-gpu-input", daemon=True)
         thread.start()
@@ -256,14 +254,12 @@ def make_gpu_loader(
     device: torch.device,
     *,
     train: bool,
-    compile: bool = False,
 ) -> DeviceLoader:
-    """The gpu path's loader of the training (augmented) or validation set, on `device`; `compile`: the
-    augmentation's element-wise steps through torch.compile."""
+    """The gpu path's loader of the training (augmented) or validation set, on `device`."""
     dataset = EncodedDataset(samples, data.augmentation if train else None)
     loader = make_loader(
         dataset, sampler, batch_size, data.num_workers, train=train, pin=device.type == "cuda",
         collate_fn=collate_encoded,
     )  # fmt: skip
-    prepare = TrainPreparation(data, device, compile=compile) if train else EvalPreparation(data, device)
+    prepare = TrainPreparation(data, device) if train else EvalPreparation(data, device)
     return DeviceLoader(loader, prepare, device, ahead=device.type == "cuda")

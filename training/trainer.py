@@ -93,13 +93,12 @@ def make_batches(
     device: torch.device,
     *,
     train: bool,
-    compile: bool = False,
 ) -> BatchSource:
     """The training (augmented) or validation batches of `data.pipeline`, for the trainer and the benchmark alike:
     decoded and transformed by DataLoader workers (cpu), or read by the workers and decoded and transformed on
-    `device` (gpu; `compile`, training.compile: its augmentation compiled too)."""
+    `device` (gpu)."""
     if data.pipeline is InputPipeline.GPU:
-        return make_gpu_loader(samples, sampler, batch_size, data, device, train=train, compile=compile)
+        return make_gpu_loader(samples, sampler, batch_size, data, device, train=train)
     transform = (
         train_transform(data.image_size, data.augmentation, data.normalization)
         if train
@@ -139,9 +138,8 @@ class _Run:
         )
         val_sampler = ShardSampler(len(split.val), context.rank, context.world_size)
         train_loader = make_batches(
-            spec.data, split.train, train_sampler, training.batch_size, context.device, train=True,
-            compile=training.compile,
-        )  # fmt: skip
+            spec.data, split.train, train_sampler, training.batch_size, context.device, train=True
+        )
         val_loader = make_batches(spec.data, split.val, val_sampler, training.batch_size, context.device, train=False)
         steps = steps_per_epoch(len(train_loader), training)
 

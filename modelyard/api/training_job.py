@@ -121,9 +121,7 @@ class TrainingSpec(ApiModel):
         default=Precision.AUTO,
         description="auto: bf16 on GPUs that support it, else fp32. fp16 uses a gradient scaler.",
     )
-    compile: bool = Field(
-        default=False, description="torch.compile the model (with data.pipeline gpu, its augmentation too)."
-    )
+    compile: bool = Field(default=False, description="torch.compile the model.")
     channels_last: bool = Field(default=True, description="Use the channels_last memory format.")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="Early stopping.")
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of every random generator.")

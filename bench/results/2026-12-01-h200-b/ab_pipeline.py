@@ -1,4 +1,5 @@
-"""Run on 2026-12-01 as `python3 .exp/ab_pipeline.py` (from the repository root).
+"""Run 1 (ab.log) at f743a27 as `python3 .exp/ab_pipeline.py`; run 2 (ab-2.log) at a7ef4be as
+`python3 bench/results/2026-12-01-h200-b/ab_pipeline.py`. Both commits had make_batches(compile=...), since reverted.
 
 Same-run A/B of the gpu pipeline: augmentation eager vs compiled, prefetch depth 1 vs 2 (model compiled)."""
 

@@ -1,4 +1,5 @@
-"""Run on 2026-12-01 as `python3 .exp/input_profile.py` and `COMPILE=1 python3 .exp/input_profile.py`.
+"""input-eager.log: `python3 .exp/input_profile.py` on the code of 6e8bbe0; input-compiled.log:
+`COMPILE=1 python3 .exp/input_profile.py` at f743a27, which had make_batches(compile=...), since reverted.
 
 Where the gpu pipeline's time goes (issue 9 target 2): GPU kernel time of decode vs augment per batch, the
 loader alone, and the training step alone; then the serial-sharing prediction."""
