@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,8 +16,9 @@ import torch
 from pydantic import BaseModel, Field
 
 from modelyard.api.training_job import InputPipeline, Precision
+from modelyard.bento.graphs import Forward, GraphedForward
 from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, decode_image
-from modelyard.bento.settings import Device
+from modelyard.bento.settings import Device, cpu_budget
 from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
 from modelyard.training.gpu_augment import to_device
 from modelyard.training.gpu_pipeline import eval_pixels
@@ -47,17 +46,11 @@ class ImagePrediction(BaseModel):
     top: list[ClassScore] = Field(description="The top-k classes, most likely first.")
 
 
-def cpu_budget(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """CPUs this process may use: its affinity, capped by the cgroup's CPU quota (a pod's CPU limit). torch would
-    otherwise start a thread per core of the node and be throttled by the limit."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = cgroup_cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return cpus
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+def host_threads(device: torch.device, workers: int) -> int:
+    """torch's CPU threads in one worker. On a CPU the model's share of the budget: the workers divide it. On a GPU
+    one: the host only copies images and picks the top-k of a few numbers. With torch's default of one thread per
+    core in each worker, 8 workers on 16 cores were 9.5x slower than with this (bench/RESULTS.md, 2026-12-01)."""
+    return max(1, cpu_budget() // workers) if device.type == "cpu" else 1
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -72,11 +65,18 @@ class Classifier:
     """A stored model with its evaluation transform: RGB images in, top-k classes out.
 
     On a GPU the model runs as the trainer runs it by default: channels_last, in bf16 where the GPU has it
-    (`precision`), which roughly halves the time of a batch; on a CPU in fp32."""
+    (`precision`), which roughly halves the time of a batch; on a CPU in fp32. With `graph_batches` (on a GPU) the
+    forward pass is replayed from CUDA graphs for batches of up to that size (bento/graphs.py)."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, precision: Precision = Precision.AUTO) -> None:
-        if device.type == "cpu":
-            torch.set_num_threads(cpu_budget())
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: torch.device,
+        precision: Precision = Precision.AUTO,
+        graph_batches: int | None = None,
+        workers: int = 1,
+    ) -> None:
+        torch.set_num_threads(host_threads(device, workers))
         self.module = loaded.module
         self.info = loaded.info
         self.device = device
@@ -86,6 +86,15 @@ class Classifier:
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.module.to(memory_format=self.memory_format)
         self.transform = eval_transform(loaded.info.image_size, loaded.info.normalization)
+        self.forward: Forward = self._eager_forward
+        if graph_batches and device.type == "cuda":
+            shape = (3, loaded.info.image_size, loaded.info.image_size)
+            self.forward = GraphedForward(self._eager_forward, shape, graph_batches, device, self.memory_format)
+
+    def _eager_forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.device, self.dtype, cache_enabled=False):
+            logits: torch.Tensor = self.module(batch)
+        return logits
 
     def inputs(self, images: Sequence[RgbImage]) -> torch.Tensor:
         """The model's input batch on its device, preprocessed as the model was validated: a model trained on the
@@ -99,9 +108,7 @@ class Classifier:
 
     def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
         """Softmax over classes, one row per image, on the CPU."""
-        batch = self.inputs(images)
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            logits = self.module(batch)
+        logits = self.forward(self.inputs(images))
         return torch.softmax(logits.float(), dim=1).cpu()
 
     def predict(self, images: Sequence[RgbImage], top_k: int) -> list[ImagePrediction]:
@@ -196,10 +203,14 @@ class ModelLoader:
         readiness: Readiness,
         on_ready: Callable[[Classifier], None],
         precision: Precision = Precision.AUTO,
+        graph_batches: int | None = None,
+        workers: int = 1,
     ) -> None:
         self.tag = tag
+        self.workers = workers
         self.device = device
         self.precision = precision
+        self.graph_batches = graph_batches
         self.limits = limits
         self.readiness = readiness
         self.on_ready = on_ready
@@ -236,7 +247,9 @@ class ModelLoader:
             if found is None:
                 return
             loaded, folder = found
-            classifier = Classifier(loaded, resolve_device(self.device), self.precision)
+            classifier = Classifier(
+                loaded, resolve_device(self.device), self.precision, self.graph_batches, self.workers
+            )
             self.readiness.set(False, f"warming up model {classifier.tag}")
             checked = warm_up(classifier, read_warmup_sample(folder, self.limits))
         except Exception as error:  # whatever went wrong, /readyz must say it rather than the thread dying silently
@@ -244,6 +257,7 @@ class ModelLoader:
             self.readiness.set(False, f"model {self.tag} cannot serve: {error}")
             return
         self.on_ready(classifier)
-        where = f"{classifier.device} in {classifier.precision.value}"
+        graphs = ", CUDA graphs" if isinstance(classifier.forward, GraphedForward) else ""
+        where = f"{classifier.device} in {classifier.precision.value}{graphs}"
         self.readiness.set(True, f"serving {classifier.tag} on {where}; {checked}")
         logger.info("ready: serving %s on %s; %s", classifier.tag, where, checked)

@@ -11,6 +11,8 @@ Each answers a list with one entry per image: the top-k classes with probabiliti
 decoded and checked while the request is parsed (pydantic validators), before batching, so one bad image gets its
 own request a 400 that names it and never fails the other requests of a batch. The price: decoding runs on the
 worker's event loop (BentoML validates there), so the input limits also bound how long one request can hold it.
+That loop is what limits a worker, so on a GPU the service runs several (MODELYARD_WORKERS=auto, the default), each
+replaying its model's forward pass from CUDA graphs (MODELYARD_CUDA_GRAPHS, on by default).
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ BATCHING = Batching.from_env()
 LIMITS = limits_from_env()
 WORKERS = workers_from_env()
 FILE_FIELD = "images"
+# Requests one worker takes at once; more get a 429. BentoML divides the service's max_concurrency among its workers,
+# and a client's keep-alive connection stays with one worker, so the service's figure grows with the workers: with a
+# fixed one, 8 workers took 8 each and answered a third of 64 clients' requests with 429 (bench/RESULTS.md).
+MAX_CONCURRENCY_PER_WORKER = 64
+# Larger batches replay the graph of this size in chunks: a graph holds its batch's activations, and at this size the
+# GPU, not the launches, sets the pace.
+GRAPH_BATCH_LIMIT = 256
 READINESS = Readiness()
 
 
@@ -97,7 +106,11 @@ else:
     Base64Images = Annotated[list[Annotated[str, AfterValidator(_decode_base64_image)]], BeforeValidator(_image_count)]
 
 
-@bentoml.service(name="modelyard-classifier", traffic={"timeout": 120, "max_concurrency": 64}, workers=WORKERS)
+@bentoml.service(
+    name="modelyard-classifier",
+    traffic={"timeout": 120, "max_concurrency": MAX_CONCURRENCY_PER_WORKER * WORKERS},
+    workers=WORKERS,
+)
 class ImageClassifier:
     """Image classification with a model from the Modelyard trainer."""
 
@@ -105,8 +118,16 @@ class ImageClassifier:
         self.settings = ServiceSettings.from_env()
         self.metrics = service_metrics(BATCHING.max_batch_size)
         self.classifier: Classifier | None = None
+        graph_batches = min(BATCHING.max_batch_size, GRAPH_BATCH_LIMIT) if self.settings.cuda_graphs else None
         self.loader = ModelLoader(
-            self.settings.model_tag, self.settings.device, LIMITS, READINESS, self._serve, self.settings.precision
+            self.settings.model_tag,
+            self.settings.device,
+            LIMITS,
+            READINESS,
+            self._serve,
+            self.settings.precision,
+            graph_batches,
+            WORKERS,
         )
         self.loader.start()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from modelyard.api.model_deployment import BatchingSpec
@@ -19,6 +21,7 @@ MAX_LATENCY_MS_ENV = "MODELYARD_MAX_LATENCY_MS"
 TOP_K_ENV = "MODELYARD_TOP_K"
 PRECISION_ENV = "MODELYARD_PRECISION"
 WORKERS_ENV = "MODELYARD_WORKERS"
+CUDA_GRAPHS_ENV = "MODELYARD_CUDA_GRAPHS"
 LIMIT_ENVS = {
     "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
     "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
@@ -31,6 +34,8 @@ DEFAULT_MAX_BATCH_SIZE: int = BatchingSpec.model_fields["max_batch_size"].defaul
 DEFAULT_MAX_LATENCY_MS: int = BatchingSpec.model_fields["max_latency_ms"].default
 DEFAULT_TOP_K = 5
 MAX_WORKERS = 64
+GPU_WORKERS_MAX = 8
+GPU_MEMORY_PER_WORKER = 3 << 30
 
 
 class Device(enum.StrEnum):
@@ -70,11 +75,51 @@ class Batching:
         )
 
 
+def cpu_budget(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by the cgroup's CPU quota (a pod's CPU limit). torch would
+    otherwise start a thread per core of the node and be throttled by the limit."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+
+
+def gpu_memory_bytes() -> int | None:
+    """Memory of the first visible GPU from NVML (no CUDA context is created), None without a GPU or NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, no device: all mean "no GPU to size workers for"
+        return None
+
+
+def default_workers(device: Device, cpus: int, gpu_memory: int | None) -> int:
+    """Worker processes when MODELYARD_WORKERS is unset or auto. On a CPU one: the model already uses every core.
+    On a GPU several, each with its own copy of the model and its CUDA graphs (1–2 GiB of GPU memory): the single
+    worker's event loop (HTTP, multipart, decoding, JSON) is the limit long before the GPU is. On one H200 with 16
+    cores, 8 workers answered 5.2x the single-image requests and 6.5x the images of one (bench/RESULTS.md,
+    2026-12-01, latest). Half the CPUs (the other half decodes and answers), at most 8, at most one per 3 GiB."""
+    if device is Device.CPU or gpu_memory is None:
+        return 1
+    return max(1, min(GPU_WORKERS_MAX, cpus // 2, gpu_memory // GPU_MEMORY_PER_WORKER))
+
+
 def workers_from_env(env: Mapping[str, str] | None = None) -> int:
-    """Worker processes of the service (MODELYARD_WORKERS, default 1); read on import, like the batching settings.
-    Each worker loads its own copy of the model and decodes on its own core: for CPU serving. On one GPU more workers
-    were slower (bench/RESULTS.md, 2026-12-01): their processes time-slice the GPU."""
+    """Worker processes of the service (MODELYARD_WORKERS: a number, or auto, the default: `default_workers`);
+    read on import, like the batching settings."""
     source = os.environ if env is None else env
+    if source.get(WORKERS_ENV, "").strip().lower() in ("", "auto"):
+        device = _choice(source, DEVICE_ENV, Device.AUTO)
+        return default_workers(device, cpu_budget(), None if device is Device.CPU else gpu_memory_bytes())
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
 
 
@@ -90,6 +135,17 @@ def _choice(env: Mapping[str, str], name: str, default: Choice) -> Choice:
     except ValueError:
         choices = ", ".join(member.value for member in kind)
         raise ValueError(f"{name}={raw!r} must be one of {choices}") from None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name}={raw!r} must be on or off (true/false, 1/0)")
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> InputLimits:
@@ -110,6 +166,8 @@ class ServiceSettings:
     precision: Precision = Precision.AUTO
     top_k: int = DEFAULT_TOP_K
     workers: int = 1
+    # On a GPU, replay the forward pass from CUDA graphs (bento/graphs.py); off: eager, as the trainer validated.
+    cuda_graphs: bool = True
     batching: Batching = field(default_factory=Batching)
     limits: InputLimits = field(default_factory=InputLimits)
 
@@ -125,6 +183,7 @@ class ServiceSettings:
             precision=_choice(source, PRECISION_ENV, Precision.AUTO),
             top_k=_int(source, TOP_K_ENV, DEFAULT_TOP_K, minimum=1),
             workers=workers_from_env(source),
+            cuda_graphs=_switch(source, CUDA_GRAPHS_ENV, True),
             batching=Batching.from_env(source),
             limits=limits_from_env(source),
         )

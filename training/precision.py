@@ -29,7 +29,11 @@ def make_scaler(precision: Precision, device: torch.device) -> torch.amp.GradSca
     return torch.amp.GradScaler(device.type) if precision is Precision.FP16 else None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+def autocast(
+    device: torch.device, dtype: torch.dtype | None, *, cache_enabled: bool = True
+) -> contextlib.AbstractContextManager[Any]:
+    """`cache_enabled=False` for a forward pass captured in a CUDA graph: the cast weights autocast caches are freed
+    when the context exits, and the graph would go on reading them."""
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache_enabled)

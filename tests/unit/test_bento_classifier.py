@@ -95,3 +95,14 @@ def test_precision_resolves_as_the_trainers(tmp_path: Path, photos: list[np.ndar
     exact, reduced = fp32.probabilities(photos), bf16.probabilities(photos)
     assert not torch.equal(exact, reduced)
     assert torch.allclose(exact, reduced, atol=0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graphs_answer_as_the_eager_model(tmp_path: Path, photos: list[np.ndarray]) -> None:
+    tag = _stored(tmp_path, InputPipeline.GPU).tag
+    cuda = torch.device("cuda")
+    eager = Classifier(load_from_store(tag, cuda, store=tmp_path), cuda)
+    graphed = Classifier(load_from_store(tag, cuda, store=tmp_path), cuda, graph_batches=4)
+    assert graphed.forward is not graphed._eager_forward
+    for batch in (photos[:1], photos, photos * 3):  # 1, 2 and 6 images: a bucket, a padded one, two chunks
+        assert torch.allclose(graphed.probabilities(batch), eager.probabilities(batch), atol=1e-3)

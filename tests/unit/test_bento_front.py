@@ -19,8 +19,8 @@ from modelyard.api.training_job import Precision
 from modelyard.bento.inputs import InputLimits, RejectReason
 from modelyard.bento.metrics import ServiceMetrics, batch_size_buckets
 from modelyard.bento.middleware import RequestGuard
-from modelyard.bento.runtime import Readiness, cpu_budget
-from modelyard.bento.settings import Batching, Device, ServiceSettings, limits_from_env
+from modelyard.bento.runtime import Readiness
+from modelyard.bento.settings import Batching, Device, ServiceSettings, cpu_budget, default_workers, limits_from_env
 
 pytestmark = pytest.mark.unit
 
@@ -36,12 +36,14 @@ def test_settings_come_from_the_pods_environment() -> None:
             "MODELYARD_MAX_IMAGE_PIXELS": "1000",
             "MODELYARD_PRECISION": "BF16",
             "MODELYARD_WORKERS": "4",
+            "MODELYARD_CUDA_GRAPHS": "Off",
         }
     )
     assert settings.model_tag == "digits:v1"
     assert settings.device is Device.CUDA
     assert settings.precision is Precision.BF16
     assert settings.workers == 4
+    assert settings.cuda_graphs is False
     assert settings.batching == Batching(max_batch_size=8, max_latency_ms=2500)
     assert settings.top_k == 3
     assert settings.limits.max_image_pixels == 1000
@@ -49,12 +51,12 @@ def test_settings_come_from_the_pods_environment() -> None:
 
 
 def test_defaults_are_the_model_deployments() -> None:
-    settings = ServiceSettings.from_env({"MODELYARD_MODEL_TAG": "digits:v1"})
+    settings = ServiceSettings.from_env({"MODELYARD_MODEL_TAG": "digits:v1", "MODELYARD_DEVICE": "cpu"})
     # The ModelDeployment's BatchingSpec defaults: a deadline generous enough not to shed load on a small CPU.
     assert settings.batching == Batching(max_batch_size=32, max_latency_ms=10_000)
-    assert settings.device is Device.AUTO
     assert settings.precision is Precision.AUTO  # bf16 on a GPU that has it, fp32 on a CPU
-    assert settings.workers == 1
+    assert settings.workers == 1  # auto, on a CPU
+    assert settings.cuda_graphs is True  # used only on a GPU
 
 
 @pytest.mark.parametrize(
@@ -68,11 +70,38 @@ def test_defaults_are_the_model_deployments() -> None:
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_MAX_REQUEST_BYTES": "-5"}, "must be at least 1"),
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_PRECISION": "int8"}, "MODELYARD_PRECISION='int8' must be one of"),
         ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_WORKERS": "0"}, "MODELYARD_WORKERS='0' must be between 1 and 64"),
+        ({"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_CUDA_GRAPHS": "maybe"}, "MODELYARD_CUDA_GRAPHS='maybe' must be on"),
     ],
 )
 def test_a_wrong_setting_names_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ServiceSettings.from_env(env)
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("device", "cpus", "gpu_memory", "expected"),
+    [
+        (Device.CPU, 16, 141 * GIB, 1),  # a CPU model uses every core in one worker
+        (Device.AUTO, 16, None, 1),  # no GPU found
+        (Device.CUDA, 16, 141 * GIB, 8),  # the H200 machine of bench/RESULTS.md: at most 8
+        (Device.AUTO, 4, 24 * GIB, 2),  # half the CPUs
+        (Device.CUDA, 32, 8 * GIB, 2),  # one per 3 GiB of GPU memory
+        (Device.CUDA, 1, 80 * GIB, 1),  # never none
+    ],
+)
+def test_auto_workers_follow_the_cpus_and_the_gpu(
+    device: Device, cpus: int, gpu_memory: int | None, expected: int
+) -> None:
+    assert default_workers(device, cpus, gpu_memory) == expected
+
+
+def test_an_explicit_worker_count_wins_over_auto() -> None:
+    env = {"MODELYARD_MODEL_TAG": "m:v", "MODELYARD_DEVICE": "cuda"}
+    assert ServiceSettings.from_env({**env, "MODELYARD_WORKERS": "3"}).workers == 3
+    assert ServiceSettings.from_env({**env, "MODELYARD_DEVICE": "cpu", "MODELYARD_WORKERS": "AUTO"}).workers == 1
 
 
 @pytest.mark.parametrize(
