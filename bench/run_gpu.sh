@@ -28,11 +28,17 @@ if [ "$what" = train ] || [ "$what" = all ]; then
     --data all --json "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
 fi
 if [ "$what" = serving ] || [ "$what" = all ]; then
-  load=(--device cuda --backbone resnet50 --clients 64 --client-processes 6 --images-per-request 16 --deadline 45)
-  # The service as it was configured before (fp32, host preprocessing, one worker): the same-run baseline.
+  load=(--device cuda --backbone resnet50 --clients 64 --client-processes 6 --images-per-request 16 --deadline 30)
+  # The service as it was configured before (fp32, host preprocessing, eager, one worker): the same-run baseline.
   "$python" bench/serving.py "${load[@]}" --requests 1500 --precision fp32 --pipeline cpu --workers 1 \
-    --json "$out/serving-before.json" 2>&1 | tee "$out/serving-before.log" || status=1
-  "$python" bench/serving.py "${load[@]}" --requests 6000 --precision auto --pipeline gpu --workers "${SERVING_WORKERS:-4}" \
-    --max-batch-size 128 --json "$out/serving.json" 2>&1 | tee "$out/serving.log" || status=1
+    --cuda-graphs off --json "$out/serving-before.json" 2>&1 | tee "$out/serving-before.log" || status=1
+  # SERVING_RUNS: "<workers>:<cuda graphs on|off>" a run; by default one worker eager and graphed (the graphs' own
+  # gain), then several workers graphed.
+  for run in ${SERVING_RUNS:-1:off 1:on 8:on}; do
+    workers=${run%%:*} graphs=${run##*:}
+    "$python" bench/serving.py "${load[@]}" --requests 6000 --precision auto --pipeline gpu --workers "$workers" \
+      --cuda-graphs "$graphs" --max-batch-size 128 --json "$out/serving-${workers}w-graphs-$graphs.json" 2>&1 |
+      tee "$out/serving-${workers}w-graphs-$graphs.log" || status=1
+  done
 fi
 exit "$status"

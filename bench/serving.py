@@ -19,21 +19,24 @@ The clients run in several processes (`--client-processes`), so that the load ge
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 import torch
 from PIL import Image
@@ -42,6 +45,7 @@ from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, readiness
 from modelyard.bento.runtime import Classifier
+from modelyard.bento.settings import MAX_BATCH_SIZE_ENV, Batching
 from modelyard.training.export import load_from_store, save_to_store
 from modelyard.training.model import build_model
 
@@ -55,6 +59,8 @@ class Figures:
     p50_ms: float
     p99_ms: float
     calls: int = 0  # HTTP requests (or direct calls)
+    # "<status>: <start of the body>" of the failed requests, with their counts: what failed, not only how often
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -65,11 +71,17 @@ class Figures:
         return self.calls / self.seconds if self.seconds else 0.0
 
 
-def summarise(name: str, latencies: list[float], seconds: float, errors: int = 0, per_call: int = 1) -> Figures:
+def summarise(
+    name: str, latencies: list[float], seconds: float, errors: Counter[str] | None = None, per_call: int = 1
+) -> Figures:
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
     count = len(latencies)
-    return Figures(name, count * per_call, errors, seconds, 1000 * statistics.median(ordered), 1000 * p99, count)
+    kinds = dict(errors or {})
+    return Figures(
+        name, count * per_call, sum(kinds.values()), seconds, 1000 * statistics.median(ordered), 1000 * p99, count,
+        kinds,
+    )  # fmt: skip
 
 
 def sample_images(count: int, side: int, image_format: str) -> list[bytes]:
@@ -106,10 +118,20 @@ def save_model(home: Path, backbone: str, image_size: int, pipeline: InputPipeli
 
 
 def direct(
-    home: Path, tag: str, images: list[bytes], requests: int, batch: int, device: str, precision: Precision
+    home: Path,
+    tag: str,
+    images: list[bytes],
+    requests: int,
+    batch: int,
+    device: str,
+    precision: Precision,
+    graph_batches: int | None,
+    deadline: float,
 ) -> list[Figures]:
-    """The stored model in this process through the service's own Classifier: decode, transform, forward pass."""
-    classifier = Classifier(load_from_store(tag, device, store=home), torch.device(device), precision)
+    """The stored model in this process through the service's own Classifier: decode, transform, forward pass (from
+    CUDA graphs when the service uses them)."""
+    loaded = load_from_store(tag, device, store=home)
+    classifier = Classifier(loaded, torch.device(device), precision, graph_batches)
     limits = InputLimits()
 
     def run(group: list[bytes]) -> None:
@@ -123,12 +145,29 @@ def direct(
         latencies: list[float] = []
         started = time.perf_counter()
         for index in range(max(1, requests // size)):
+            if time.perf_counter() - started > deadline:
+                break
             group = [images[(index * size + offset) % len(images)] for offset in range(size)]
             begin = time.perf_counter()
             run(group)
             latencies.append(time.perf_counter() - begin)
         results.append(summarise(name, latencies, time.perf_counter() - started, per_call=size))
     return results
+
+
+BOUNDARY = "modelyard-bench-boundary"
+
+
+def multipart_body(images: list[bytes], media_type: str) -> bytes:
+    """A multipart/form-data body with the images as files in the field `images`, as any HTTP client sends it."""
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="image-{index}"\r\n'
+        f"Content-Type: {media_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for index, data in enumerate(images)
+    ]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
 @dataclass(frozen=True)
@@ -141,6 +180,15 @@ class Load:
     deadline: float  # seconds
     media_type: str
 
+    def bodies(self) -> list[bytes]:
+        """The request bodies, built before the clock starts (request n sends body n % len): the load generator's
+        time goes to HTTP, not to encoding forms."""
+        count = len(self.images)
+        return [
+            multipart_body([self.images[(first + k) % count] for k in range(self.per_request)], self.media_type)
+            for first in range(count)
+        ]
+
 
 _START: Any = None  # a client process's barrier: every process starts its clients at the same moment
 
@@ -150,34 +198,48 @@ def _set_start_barrier(barrier: Any) -> None:
     _START = barrier
 
 
-def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], int, float, float]:
-    """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline.
-    Returns latencies, errors, and the wall-clock start and end of this process's share."""
+def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float]:
+    """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline, each
+    on its own keep-alive connection (the stdlib's http.client: a few times cheaper per request than httpx, so the
+    clients need fewer of the cores the service runs on). Returns latencies, errors by kind, and the wall-clock
+    start and end of this process's share."""
+    bodies = load.bodies()
+    address = urlsplit(load.url)
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     if _START is not None:
         _START.wait()
     started = time.time()
     stop_at = time.perf_counter() + load.deadline
 
-    def client(index: int) -> tuple[list[float], int]:
-        latencies, errors = [], 0
-        with httpx.Client(base_url=load.url, timeout=120) as session:
+    def client(index: int) -> tuple[list[float], Counter[str]]:
+        latencies: list[float] = []
+        errors: Counter[str] = Counter()
+        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+        try:
             for number in range(index, load.requests, load.clients):
                 if time.perf_counter() > stop_at:
                     break
-                files = [
-                    ("images", (f"image-{k}", load.images[(number + k) % len(load.images)], load.media_type))
-                    for k in range(load.per_request)
-                ]
                 begin = time.perf_counter()
-                response = session.post("/predict", files=files)
+                try:
+                    connection.request("POST", "/predict", body=bodies[number % len(bodies)], headers=headers)
+                    response = connection.getresponse()
+                    answer = response.read()
+                except (OSError, http.client.HTTPException) as error:
+                    latencies.append(time.perf_counter() - begin)
+                    errors[f"connection: {type(error).__name__}"] += 1
+                    connection.close()  # the next request reconnects
+                    continue
                 latencies.append(time.perf_counter() - begin)
-                errors += response.status_code != 200
+                if response.status != 200:
+                    errors[f"{response.status}: {answer[:120].decode(errors='replace')}"] += 1
+        finally:
+            connection.close()
         return latencies, errors
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         outcomes = list(pool.map(client, range(first, load.clients, step)))
     latencies = [value for found, _ in outcomes for value in found]
-    return latencies, sum(errors for _, errors in outcomes), started, time.time()
+    return latencies, sum((errors for _, errors in outcomes), Counter()), started, time.time()
 
 
 def over_http(load: Load, processes: int) -> Figures:
@@ -198,11 +260,17 @@ def over_http(load: Load, processes: int) -> Figures:
             ]
             outcomes = [share.result() for share in shares]
     latencies = [value for found, *_ in outcomes for value in found]
-    errors = sum(outcome[1] for outcome in outcomes)
+    errors = sum((outcome[1] for outcome in outcomes), Counter())
     seconds = max(outcome[3] for outcome in outcomes) - min(outcome[2] for outcome in outcomes)
     who = "1 client" if load.clients == 1 else f"{load.clients} concurrent clients"
     name = f"service, {who}" + (f", {load.per_request} images per request" if load.per_request > 1 else "")
     return summarise(name, latencies, seconds, errors, per_call=load.per_request)
+
+
+def record_py_spy(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling the service and its worker processes (collapsed stacks, one line per stack), started now."""
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds))]
+    return subprocess.Popen([*command, "--format", "raw", "--nonblocking", "-o", str(output)])
 
 
 def wait_all_workers_ready(url: str, workers: int, timeout: float = 600) -> None:
@@ -237,6 +305,12 @@ def main() -> int:
     parser.add_argument("--images-per-request", type=int, default=8, help="images per request, multi-image phase")
     parser.add_argument("--workers", type=int, default=1, help="service worker processes (MODELYARD_WORKERS)")
     parser.add_argument("--max-batch-size", type=int, default=None, help="MODELYARD_MAX_BATCH_SIZE of the service")
+    parser.add_argument(
+        "--cuda-graphs", choices=["on", "off"], default="on", help="MODELYARD_CUDA_GRAPHS of the service (on a GPU)"
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="record the service's processes with py-spy during the concurrent phase, to here"
+    )
     parser.add_argument("--deadline", type=float, default=300, help="seconds a phase may take at most")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -245,16 +319,20 @@ def main() -> int:
         home = Path(scratch) / "bentoml"
         tag = save_model(home, args.backbone, args.image_size, args.pipeline)
         images = sample_images(16, args.image_size + 32, args.image_format)
-        results = direct(home, tag, images, args.requests, args.clients, args.device, args.precision)
+        batching = Batching.from_env({MAX_BATCH_SIZE_ENV: str(args.max_batch_size)} if args.max_batch_size else {})
+        graph_batches = batching.max_batch_size if args.cuda_graphs == "on" else None
+        results = direct(
+            home, tag, images, args.requests, args.clients, args.device, args.precision, graph_batches, args.deadline
+        )
         env = {
             "BENTOML_HOME": str(home),
             "MODELYARD_MODEL_TAG": tag,
             "MODELYARD_DEVICE": args.device,
             "MODELYARD_PRECISION": args.precision.value,
             "MODELYARD_WORKERS": str(args.workers),
+            "MODELYARD_CUDA_GRAPHS": args.cuda_graphs,
+            MAX_BATCH_SIZE_ENV: str(batching.max_batch_size),
         }
-        if args.max_batch_size:
-            env["MODELYARD_MAX_BATCH_SIZE"] = str(args.max_batch_size)
         media_type = f"image/{args.image_format}"
         with ServiceProcess(env, log=Path(scratch) / "service.log") as service:
             service.wait_ready(600)
@@ -268,7 +346,11 @@ def main() -> int:
             ]
             for clients, per_request, requests in phases:
                 load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type)
+                profiling = args.py_spy and clients > 1 and per_request == 1
+                recorder = record_py_spy(service.pid or 0, args.py_spy, args.deadline / 2) if profiling else None
                 results.append(over_http(load, args.client_processes))
+                if recorder is not None:
+                    recorder.wait()
 
     single, batched, sequential, concurrent, multi = results
     info = {
@@ -276,8 +358,8 @@ def main() -> int:
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
         "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
         f"precision {args.precision.value}, {args.pipeline.value} pipeline",
-        "service": f"{args.workers} worker(s), {args.image_format} uploads, clients in {args.client_processes} "
-        "process(es)",
+        "service": f"{args.workers} worker(s), max batch {batching.max_batch_size}, CUDA graphs {args.cuda_graphs}, "
+        f"{args.image_format} uploads, clients in {args.client_processes} process(es)",
         "torch": torch.__version__,
     }
     print(" | ".join(f"{key}: {value}" for key, value in info.items()))
@@ -287,6 +369,8 @@ def main() -> int:
             f"{figures.name:58} {figures.requests:7d} {figures.errors:6d} {figures.p50_ms:9.1f} "
             f"{figures.p99_ms:9.1f} {figures.calls_per_second:9.1f} {figures.per_second:9.1f}"
         )
+        for kind, count in figures.error_kinds.items():
+            print(f"    {count} x {kind}")
     ratios = {
         "sequential_latency_overhead": sequential.p50_ms / single.p50_ms,
         "concurrent_throughput_vs_direct_batch": concurrent.per_second / batched.per_second,
