@@ -89,7 +89,12 @@ class Classifier:
         self.forward: Forward = self._eager_forward
         if graph_batches and device.type == "cuda":
             shape = (3, loaded.info.image_size, loaded.info.image_size)
-            self.forward = GraphedForward(self._eager_forward, shape, graph_batches, device, self.memory_format)
+            try:
+                self.forward = GraphedForward(self._eager_forward, shape, graph_batches, device, self.memory_format)
+            except RuntimeError as error:  # out of memory among them; /readyz then says what to switch off
+                raise RuntimeError(
+                    f"capturing CUDA graphs failed ({error}); MODELYARD_CUDA_GRAPHS=off runs eagerly"
+                ) from error
 
     def _eager_forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(self.device, self.dtype, cache_enabled=False):

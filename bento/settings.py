@@ -36,6 +36,7 @@ DEFAULT_TOP_K = 5
 MAX_WORKERS = 64
 GPU_WORKERS_MAX = 8
 GPU_MEMORY_PER_WORKER = 3 << 30
+HOST_MEMORY_PER_GPU_WORKER = 2 << 30
 
 
 class Device(enum.StrEnum):
@@ -88,6 +89,15 @@ def cpu_budget(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
+def memory_budget(cgroup_memory_max: Path = Path("/sys/fs/cgroup/memory.max")) -> int | None:
+    """Bytes this process's cgroup may use (a pod's memory limit), None when unlimited or unknown."""
+    try:
+        raw = cgroup_memory_max.read_text().strip()
+    except OSError:
+        return None
+    return int(raw) if raw.isdigit() else None
+
+
 def gpu_memory_bytes() -> int | None:
     """Memory of the first visible GPU from NVML (no CUDA context is created), None without a GPU or NVML."""
     try:
@@ -102,15 +112,19 @@ def gpu_memory_bytes() -> int | None:
         return None
 
 
-def default_workers(device: Device, cpus: int, gpu_memory: int | None) -> int:
+def default_workers(device: Device, cpus: int, gpu_memory: int | None, host_memory: int | None = None) -> int:
     """Worker processes when MODELYARD_WORKERS is unset or auto. On a CPU one: the model already uses every core.
-    On a GPU several, each with its own copy of the model and its CUDA graphs (1–2 GiB of GPU memory): the single
-    worker's event loop (HTTP, multipart, decoding, JSON) is the limit long before the GPU is. On one H200 with 16
-    cores, 8 workers answered 5.2x the single-image requests and 6.5x the images of one (bench/RESULTS.md,
-    2026-12-01, latest). Half the CPUs (the other half decodes and answers), at most 8, at most one per 3 GiB."""
+    On a GPU several, each with its own copy of the model and its CUDA graphs: the single worker's event loop (HTTP,
+    multipart, decoding, JSON) is the limit long before the GPU is. On one H200 with 16 cores, 8 workers answered
+    5.2x the single-image requests and 6.5x the images of one (bench/RESULTS.md, 2026-12-01, latest). So: half the
+    CPUs, at most 8, at most one per 3 GiB of GPU memory and one per 2 GiB of the pod's memory limit (each worker
+    holds torch and the CUDA libraries)."""
     if device is Device.CPU or gpu_memory is None:
         return 1
-    return max(1, min(GPU_WORKERS_MAX, cpus // 2, gpu_memory // GPU_MEMORY_PER_WORKER))
+    limits = [GPU_WORKERS_MAX, cpus // 2, gpu_memory // GPU_MEMORY_PER_WORKER]
+    if host_memory is not None:
+        limits.append(host_memory // HOST_MEMORY_PER_GPU_WORKER)
+    return max(1, min(limits))
 
 
 def workers_from_env(env: Mapping[str, str] | None = None) -> int:
@@ -119,7 +133,8 @@ def workers_from_env(env: Mapping[str, str] | None = None) -> int:
     source = os.environ if env is None else env
     if source.get(WORKERS_ENV, "").strip().lower() in ("", "auto"):
         device = _choice(source, DEVICE_ENV, Device.AUTO)
-        return default_workers(device, cpu_budget(), None if device is Device.CPU else gpu_memory_bytes())
+        gpu_memory = None if device is Device.CPU else gpu_memory_bytes()
+        return default_workers(device, cpu_budget(), gpu_memory, memory_budget())
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
 
 

@@ -20,7 +20,15 @@ from modelyard.bento.inputs import InputLimits, RejectReason
 from modelyard.bento.metrics import ServiceMetrics, batch_size_buckets
 from modelyard.bento.middleware import RequestGuard
 from modelyard.bento.runtime import Readiness
-from modelyard.bento.settings import Batching, Device, ServiceSettings, cpu_budget, default_workers, limits_from_env
+from modelyard.bento.settings import (
+    Batching,
+    Device,
+    ServiceSettings,
+    cpu_budget,
+    default_workers,
+    limits_from_env,
+    memory_budget,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -96,6 +104,20 @@ def test_auto_workers_follow_the_cpus_and_the_gpu(
     device: Device, cpus: int, gpu_memory: int | None, expected: int
 ) -> None:
     assert default_workers(device, cpus, gpu_memory) == expected
+
+
+def test_auto_workers_fit_the_pods_memory_limit() -> None:
+    assert default_workers(Device.CUDA, 16, 141 * GIB, 2 * GIB) == 1  # the ModelDeployment's default 2Gi
+    assert default_workers(Device.CUDA, 16, 141 * GIB, 7 * GIB) == 3
+    assert default_workers(Device.CUDA, 16, 141 * GIB, 64 * GIB) == 8
+
+
+@pytest.mark.parametrize(("content", "expected"), [("max\n", None), ("2147483648\n", 2 * GIB), (None, None)])
+def test_the_memory_budget_is_the_cgroups_limit(tmp_path: Path, content: str | None, expected: int | None) -> None:
+    path = tmp_path / "memory.max"
+    if content is not None:
+        path.write_text(content)
+    assert memory_budget(path) == expected
 
 
 def test_an_explicit_worker_count_wins_over_auto() -> None:
