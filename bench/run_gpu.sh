@@ -33,10 +33,11 @@ if [ "$what" = serving ] || [ "$what" = all ]; then
   "$python" bench/serving.py "${load[@]}" --requests 1500 --precision fp32 --pipeline cpu --workers 1 \
     --cuda-graphs off --json "$out/serving-before.json" 2>&1 | tee "$out/serving-before.log" || status=1
   # SERVING_RUNS: "<workers>:<cuda graphs on|off>" a run; by default one worker eager and graphed (the graphs' own
-  # gain), then several workers graphed.
-  for run in ${SERVING_RUNS:-1:off 1:on 8:on}; do
+  # gain), then the service's defaults (auto workers: 8 on a 16-core GPU machine without a memory limit).
+  for run in ${SERVING_RUNS:-1:off 1:on auto:on}; do
     workers=${run%%:*} graphs=${run##*:}
-    "$python" bench/serving.py "${load[@]}" --requests 6000 --precision auto --pipeline gpu --workers "$workers" \
+    # Enough requests that the phases of the fastest configuration run for seconds, not one; the deadline bounds the rest.
+    "$python" bench/serving.py "${load[@]}" --requests 30000 --precision auto --pipeline gpu --workers "$workers" \
       --cuda-graphs "$graphs" --max-batch-size 128 --json "$out/serving-${workers}w-graphs-$graphs.json" 2>&1 |
       tee "$out/serving-${workers}w-graphs-$graphs.log" || status=1
   done

@@ -45,7 +45,7 @@ from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, readiness
 from modelyard.bento.runtime import Classifier
-from modelyard.bento.settings import MAX_BATCH_SIZE_ENV, Batching
+from modelyard.bento.settings import DEVICE_ENV, MAX_BATCH_SIZE_ENV, WORKERS_ENV, Batching, workers_from_env
 from modelyard.training.export import load_from_store, save_to_store
 from modelyard.training.model import build_model
 
@@ -303,7 +303,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--client-processes", type=int, default=1, help="processes the clients are spread over")
     parser.add_argument("--images-per-request", type=int, default=8, help="images per request, multi-image phase")
-    parser.add_argument("--workers", type=int, default=1, help="service worker processes (MODELYARD_WORKERS)")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="service worker processes (MODELYARD_WORKERS): a number, or auto (the default's rule)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=None, help="MODELYARD_MAX_BATCH_SIZE of the service")
     parser.add_argument(
         "--cuda-graphs", choices=["on", "off"], default="on", help="MODELYARD_CUDA_GRAPHS of the service (on a GPU)"
@@ -321,6 +325,8 @@ def main() -> int:
         images = sample_images(16, args.image_size + 32, args.image_format)
         batching = Batching.from_env({MAX_BATCH_SIZE_ENV: str(args.max_batch_size)} if args.max_batch_size else {})
         graph_batches = batching.max_batch_size if args.cuda_graphs == "on" else None
+        # The count the service will start, for waiting on each worker and for the report; auto as the service reads it.
+        workers = workers_from_env({WORKERS_ENV: args.workers, DEVICE_ENV: args.device})
         results = direct(
             home, tag, images, args.requests, args.clients, args.device, args.precision, graph_batches, args.deadline
         )
@@ -329,14 +335,14 @@ def main() -> int:
             "MODELYARD_MODEL_TAG": tag,
             "MODELYARD_DEVICE": args.device,
             "MODELYARD_PRECISION": args.precision.value,
-            "MODELYARD_WORKERS": str(args.workers),
+            WORKERS_ENV: args.workers,
             "MODELYARD_CUDA_GRAPHS": args.cuda_graphs,
             MAX_BATCH_SIZE_ENV: str(batching.max_batch_size),
         }
         media_type = f"image/{args.image_format}"
         with ServiceProcess(env, log=Path(scratch) / "service.log") as service:
             service.wait_ready(600)
-            wait_all_workers_ready(service.url, args.workers)
+            wait_all_workers_ready(service.url, workers)
             warm = Load(service.url, images, 4 * args.clients, args.clients, 1, args.deadline, media_type)
             over_http(warm, args.client_processes)  # every worker's batching dispatcher warmed up
             phases = [
@@ -358,8 +364,8 @@ def main() -> int:
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
         "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
         f"precision {args.precision.value}, {args.pipeline.value} pipeline",
-        "service": f"{args.workers} worker(s), max batch {batching.max_batch_size}, CUDA graphs {args.cuda_graphs}, "
-        f"{args.image_format} uploads, clients in {args.client_processes} process(es)",
+        "service": f"{workers} worker(s) ({args.workers}), max batch {batching.max_batch_size}, "
+        f"CUDA graphs {args.cuda_graphs}, {args.image_format} uploads, clients in {args.client_processes} process(es)",
         "torch": torch.__version__,
     }
     print(" | ".join(f"{key}: {value}" for key, value in info.items()))
