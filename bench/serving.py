@@ -45,7 +45,7 @@ from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, readiness
 from modelyard.bento.runtime import Classifier
-from modelyard.bento.settings import DEVICE_ENV, MAX_BATCH_SIZE_ENV, WORKERS_ENV, Batching, workers_from_env
+from modelyard.bento.settings import ServiceSettings
 from modelyard.training.export import load_from_store, save_to_store
 from modelyard.training.model import build_model
 
@@ -323,22 +323,22 @@ def main() -> int:
         home = Path(scratch) / "bentoml"
         tag = save_model(home, args.backbone, args.image_size, args.pipeline)
         images = sample_images(16, args.image_size + 32, args.image_format)
-        batching = Batching.from_env({MAX_BATCH_SIZE_ENV: str(args.max_batch_size)} if args.max_batch_size else {})
-        graph_batches = batching.max_batch_size if args.cuda_graphs == "on" else None
-        # The count the service will start, for waiting on each worker and for the report; auto as the service reads it.
-        workers = workers_from_env({WORKERS_ENV: args.workers, DEVICE_ENV: args.device})
-        results = direct(
-            home, tag, images, args.requests, args.clients, args.device, args.precision, graph_batches, args.deadline
-        )
         env = {
             "BENTOML_HOME": str(home),
             "MODELYARD_MODEL_TAG": tag,
             "MODELYARD_DEVICE": args.device,
             "MODELYARD_PRECISION": args.precision.value,
-            WORKERS_ENV: args.workers,
+            "MODELYARD_WORKERS": args.workers,
             "MODELYARD_CUDA_GRAPHS": args.cuda_graphs,
-            MAX_BATCH_SIZE_ENV: str(batching.max_batch_size),
+            **({"MODELYARD_MAX_BATCH_SIZE": str(args.max_batch_size)} if args.max_batch_size else {}),
         }
+        # As the service reads its environment: the batch sizes it graphs, the workers it starts (auto resolved).
+        settings = ServiceSettings.from_env(env)
+        batching, workers = settings.batching, settings.workers
+        results = direct(
+            home, tag, images, args.requests, args.clients, args.device, args.precision, settings.graph_batches,
+            args.deadline,
+        )  # fmt: skip
         media_type = f"image/{args.image_format}"
         with ServiceProcess(env, log=Path(scratch) / "service.log") as service:
             service.wait_ready(600)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from modelyard.api.training_job import InputPipeline, Precision
 from modelyard.bento.graphs import Forward, GraphedForward
 from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, decode_image
-from modelyard.bento.settings import Device, cpu_budget
+from modelyard.bento.settings import Device, ServiceSettings, cpu_budget
 from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
 from modelyard.training.gpu_augment import to_device
 from modelyard.training.gpu_pipeline import eval_pixels
@@ -200,23 +200,9 @@ class ModelLoader:
     model that is not in the store yet, then warms it up. A model that fails to load or warm up stays not ready, with
     the reason on /readyz: restarting the pod would not change the files."""
 
-    def __init__(
-        self,
-        tag: str,
-        device: Device,
-        limits: InputLimits,
-        readiness: Readiness,
-        on_ready: Callable[[Classifier], None],
-        precision: Precision = Precision.AUTO,
-        graph_batches: int | None = None,
-        workers: int = 1,
-    ) -> None:
-        self.tag = tag
-        self.workers = workers
-        self.device = device
-        self.precision = precision
-        self.graph_batches = graph_batches
-        self.limits = limits
+    def __init__(self, settings: ServiceSettings, readiness: Readiness, on_ready: Callable[[Classifier], None]) -> None:
+        self.settings = settings
+        self.tag = settings.model_tag
         self.readiness = readiness
         self.on_ready = on_ready
         self._stop = threading.Event()
@@ -237,7 +223,7 @@ class ModelLoader:
         while not self._stop.is_set():
             try:
                 stored = bentoml.models.get(self.tag)
-                return load_from_store(str(stored.tag), resolve_device(self.device)), Path(stored.path)
+                return load_from_store(str(stored.tag), resolve_device(self.settings.device)), Path(stored.path)
             except NotFound:
                 wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 self.readiness.set(False, f"model {self.tag} is not in the model store yet; looking again in {wait}s")
@@ -252,11 +238,11 @@ class ModelLoader:
             if found is None:
                 return
             loaded, folder = found
-            classifier = Classifier(
-                loaded, resolve_device(self.device), self.precision, self.graph_batches, self.workers
-            )
+            settings = self.settings
+            device = resolve_device(settings.device)
+            classifier = Classifier(loaded, device, settings.precision, settings.graph_batches, settings.workers)
             self.readiness.set(False, f"warming up model {classifier.tag}")
-            checked = warm_up(classifier, read_warmup_sample(folder, self.limits))
+            checked = warm_up(classifier, read_warmup_sample(folder, settings.limits))
         except Exception as error:  # whatever went wrong, /readyz must say it rather than the thread dying silently
             logger.exception("model %s cannot serve", self.tag)
             self.readiness.set(False, f"model {self.tag} cannot serve: {error}")

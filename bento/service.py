@@ -47,9 +47,6 @@ FILE_FIELD = "images"
 # and a client's keep-alive connection stays with one worker, so the service's figure grows with the workers: with a
 # fixed one, 8 workers took 8 each and answered a third of 64 clients' requests with 429 (bench/RESULTS.md).
 MAX_CONCURRENCY_PER_WORKER = 64
-# Larger batches replay the graph of this size in chunks: a graph holds its batch's activations, and at this size the
-# GPU, not the launches, sets the pace.
-GRAPH_BATCH_LIMIT = 256
 READINESS = Readiness()
 
 
@@ -118,17 +115,7 @@ class ImageClassifier:
         self.settings = ServiceSettings.from_env()
         self.metrics = service_metrics(BATCHING.max_batch_size)
         self.classifier: Classifier | None = None
-        graph_batches = min(BATCHING.max_batch_size, GRAPH_BATCH_LIMIT) if self.settings.cuda_graphs else None
-        self.loader = ModelLoader(
-            self.settings.model_tag,
-            self.settings.device,
-            LIMITS,
-            READINESS,
-            self._serve,
-            self.settings.precision,
-            graph_batches,
-            WORKERS,
-        )
+        self.loader = ModelLoader(self.settings, READINESS, self._serve)
         self.loader.start()
 
     def _serve(self, classifier: Classifier) -> None:

@@ -37,6 +37,9 @@ MAX_WORKERS = 64
 GPU_WORKERS_MAX = 8
 GPU_MEMORY_PER_WORKER = 3 << 30
 HOST_MEMORY_PER_GPU_WORKER = 2 << 30
+# Larger batches replay the graph of this size in chunks: a graph holds its batch's activations, and at this size the
+# GPU, not the launches, sets the pace.
+GRAPH_BATCH_LIMIT = 256
 
 
 class Device(enum.StrEnum):
@@ -185,6 +188,11 @@ class ServiceSettings:
     cuda_graphs: bool = True
     batching: Batching = field(default_factory=Batching)
     limits: InputLimits = field(default_factory=InputLimits)
+
+    @property
+    def graph_batches(self) -> int | None:
+        """The largest batch with a CUDA graph (on a GPU), None when graphs are off."""
+        return min(self.batching.max_batch_size, GRAPH_BATCH_LIMIT) if self.cuda_graphs else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:

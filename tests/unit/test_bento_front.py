@@ -274,3 +274,15 @@ def test_a_streamed_body_is_cut_off_at_the_limit() -> None:
     answer = front.call("POST", "/b64", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413
     assert answer.json()["error"] == "the request body exceeds the limit of 1000 bytes"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, 32),  # graphs up to the largest batch
+        ({"MODELYARD_MAX_BATCH_SIZE": "1024"}, 256),  # larger ones run in chunks of 256
+        ({"MODELYARD_CUDA_GRAPHS": "off"}, None),
+    ],
+)
+def test_graphs_cover_the_largest_batch_up_to_a_limit(env: dict[str, str], expected: int | None) -> None:
+    assert ServiceSettings.from_env({"MODELYARD_MODEL_TAG": "m:v", **env}).graph_batches == expected
