@@ -200,8 +200,8 @@ def _set_start_barrier(barrier: Any) -> None:
 
 def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float]:
     """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline, each
-    on its own keep-alive connection (the stdlib's http.client: a few times cheaper per request than httpx, so the
-    clients need fewer of the cores the service runs on). Returns latencies, errors by kind, and the wall-clock
+    on its own keep-alive connection (the stdlib's http.client, a thinner layer than httpx, so that the clients take
+    less of the cores the service runs on). Returns latencies, errors by kind, and the wall-clock
     start and end of this process's share."""
     bodies = load.bodies()
     address = urlsplit(load.url)
