@@ -1,7 +1,8 @@
 """Run the real service as a child process on 127.0.0.1: what the quickstart, the tests and the benchmark share.
 
-`bentoml serve` runs an arbiter that starts the worker; both live in a session of their own, so stopping is one
-SIGTERM to the arbiter (a graceful shutdown) and, if it hangs, SIGKILL to that session only. Nothing is left running.
+`bentoml serve` runs an arbiter that starts the workers. The arbiter runs in a session of its own, and each worker in
+one more (BentoML's process manager calls setsid), so stopping is one SIGTERM to the arbiter (a graceful shutdown)
+and, if it hangs, SIGKILL to it and to every process it had started. Nothing is left running.
 """
 
 from __future__ import annotations
@@ -40,6 +41,38 @@ def exec_service(host: str, port: int, env: Mapping[str, str]) -> NoReturn:
     """Replace this process by `bentoml serve` (a container's entry point: signals reach BentoML directly)."""
     command = serve_command(host, port)
     os.execve(command[0], command, {**os.environ, **env})  # noqa: S606 - a fixed argument list, no shell
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...); None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """The live processes below `root` (children, their children, ...), from /proc; empty where there is no /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used; 0.0 once it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ServiceExitedError(RuntimeError):
@@ -137,6 +170,8 @@ class ServiceProcess:
         process = self._process
         if process is None:
             return None
+        # Read before the arbiter goes: once it has exited, its orphaned workers are no longer below it.
+        workers = descendants(process.pid)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -144,9 +179,10 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        # The worker is in the arbiter's session: make sure none of it outlives the arbiter.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # Make sure nothing it started outlives the arbiter: the workers are in sessions of their own.
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
