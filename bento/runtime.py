@@ -113,8 +113,14 @@ class Classifier:
 
     def probabilities(self, images: Sequence[RgbImage]) -> torch.Tensor:
         """Softmax over classes, one row per image, on the CPU."""
-        logits = self.forward(self.inputs(images))
-        return torch.softmax(logits.float(), dim=1).cpu()
+        probabilities = torch.softmax(self.forward(self.inputs(images)).float(), dim=1)
+        if self.device.type == "cuda":
+            # Wait for the GPU by sleeping, not spinning: .cpu() alone spin-waits a core for the whole batch, and the
+            # workers share the cores (one GPU serves up to one worker per core).
+            done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            done.record()
+            done.synchronize()
+        return probabilities.cpu()
 
     def predict(self, images: Sequence[RgbImage], top_k: int) -> list[ImagePrediction]:
         probabilities = self.probabilities(images)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
@@ -36,13 +37,22 @@ from modelyard.bento.inputs import (
 from modelyard.bento.metrics import service_metrics
 from modelyard.bento.middleware import RequestGuard
 from modelyard.bento.runtime import Classifier, ImagePrediction, ModelLoader, Readiness
-from modelyard.bento.settings import Batching, ServiceSettings, limits_from_env, workers_from_env
+from modelyard.bento.settings import (
+    Batching,
+    ServiceSettings,
+    limits_from_env,
+    prediction_tracing,
+    workers_from_env,
+)
 
 # Read when the class is defined: BentoML sizes its batching dispatchers from the decorator.
 BATCHING = Batching.from_env()
 LIMITS = limits_from_env()
 WORKERS = workers_from_env()
 FILE_FIELD = "images"
+PREDICTION_ROUTES = {"/predict": "multipart/form-data", "/predict_base64": "application/json"}
+# BentoML has loaded its configuration (BENTOML_CONFIG) by the time it imports the service, in every process.
+TRACING = prediction_tracing(BentoMLContainer.config.tracing.exporter_type.get(), list(PREDICTION_ROUTES))
 # Requests one worker takes at once; more get a 429. BentoML divides the service's max_concurrency among its workers,
 # and a client's keep-alive connection stays with one worker, so the service's figure grows with the workers: with a
 # fixed one, 8 workers took 8 each and answered a third of 64 clients' requests with 429 (bench/RESULTS.md).
@@ -107,6 +117,7 @@ else:
     name="modelyard-classifier",
     traffic={"timeout": 120, "max_concurrency": MAX_CONCURRENCY_PER_WORKER * WORKERS},
     workers=WORKERS,
+    **({"tracing": TRACING} if TRACING else {}),
 )
 class ImageClassifier:
     """Image classification with a model from the Modelyard trainer."""
@@ -161,9 +172,14 @@ class ImageClassifier:
 
 
 # @bentoml.service turned the class into a bentoml.Service; mypy still sees the class.
+for _method in cast(Any, ImageClassifier).apis.values():
+    # Without a media type, BentoML derives each answer's Content-Type from the output's JSON schema, generated again
+    # for every response: a fifth of a worker's event loop in a profile (bench/RESULTS.md). The answer is JSON.
+    _method.output_spec.media_type = "application/json"
+
 cast(Any, ImageClassifier).add_asgi_middleware(
     RequestGuard,
-    routes={"/predict": "multipart/form-data", "/predict_base64": "application/json"},
+    routes=PREDICTION_ROUTES,
     file_field=FILE_FIELD,
     limits=LIMITS,
     readiness=READINESS,

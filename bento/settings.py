@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -139,6 +139,13 @@ def workers_from_env(env: Mapping[str, str] | None = None) -> int:
         gpu_memory = None if device is Device.CPU else gpu_memory_bytes()
         return default_workers(device, cpu_budget(), gpu_memory, memory_budget())
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
+
+
+def prediction_tracing(exporter_type: str | None, routes: Sequence[str]) -> dict[str, list[str]]:
+    """The service's `tracing` config for BentoML. Without a tracing exporter, the prediction routes are left out of
+    BentoML's OpenTelemetry middleware: it would build spans that go nowhere, at about a seventh of a worker's
+    request path besides the model (a profile in bench/RESULTS.md). With an exporter configured, nothing changes."""
+    return {} if exporter_type else {"excluded_urls": list(routes)}
 
 
 Choice = TypeVar("Choice", bound=enum.StrEnum)

@@ -113,8 +113,10 @@ def test_predictions_over_http_match_the_in_process_model(late: LateStart, refer
             by_files += answers(client.post("/predict", files=files))
             encoded = [base64.b64encode(path.read_bytes()).decode() for path, _ in group]
             by_base64 += answers(client.post("/predict_base64", json={"images": encoded}))
-        tags = {image["model_tag"] for image in client.post("/predict", files=files).json()}
+        last = client.post("/predict", files=files)
+        tags = {image["model_tag"] for image in last.json()}
     assert tags == {late.model.tag}
+    assert last.headers["content-type"] == "application/json"  # named by the service, not derived per response
     for got in (by_files, by_base64):
         assert len(got) == len(expected)
         for answer, reference_answer in zip(got, expected, strict=True):
@@ -177,6 +179,10 @@ def test_the_openapi_document_describes_both_prediction_apis(late: LateStart) ->
     assert "images" in upload["multipart/form-data"]["schema"]["properties"]
     encoded = document["paths"]["/predict_base64"]["post"]["requestBody"]["content"]
     assert list(encoded) == ["application/json"]
+    for path in ("/predict", "/predict_base64"):
+        answer = document["paths"][path]["post"]["responses"]["200"]["content"]
+        assert list(answer) == ["application/json"]
+        assert answer["application/json"]["schema"]["items"] == {"$ref": "#/components/schemas/ImagePrediction"}
 
 
 def test_warm_up_checks_the_known_input_stored_with_the_model(model: TrainedModel, reference: Reference) -> None:

@@ -28,6 +28,7 @@ from modelyard.bento.settings import (
     default_workers,
     limits_from_env,
     memory_budget,
+    prediction_tracing,
 )
 
 pytestmark = pytest.mark.unit
@@ -110,6 +111,12 @@ def test_auto_workers_fit_the_pods_memory_limit() -> None:
     assert default_workers(Device.CUDA, 16, 141 * GIB, 2 * GIB) == 1  # the ModelDeployment's default 2Gi
     assert default_workers(Device.CUDA, 16, 141 * GIB, 7 * GIB) == 3
     assert default_workers(Device.CUDA, 16, 141 * GIB, 64 * GIB) == 8
+
+
+def test_predictions_leave_tracing_only_when_no_exporter_would_receive_the_spans() -> None:
+    routes = ["/predict", "/predict_base64"]
+    assert prediction_tracing(None, routes) == {"excluded_urls": routes}
+    assert prediction_tracing("otlp", routes) == {}  # the user's tracing config stays as it is
 
 
 @pytest.mark.parametrize(("content", "expected"), [("max\n", None), ("2147483648\n", 2 * GIB), (None, None)])
