@@ -34,7 +34,7 @@ DEFAULT_MAX_BATCH_SIZE: int = BatchingSpec.model_fields["max_batch_size"].defaul
 DEFAULT_MAX_LATENCY_MS: int = BatchingSpec.model_fields["max_latency_ms"].default
 DEFAULT_TOP_K = 5
 MAX_WORKERS = 64
-GPU_WORKERS_MAX = 8
+GPU_WORKERS_MAX = 16
 GPU_MEMORY_PER_WORKER = 3 << 30
 HOST_MEMORY_PER_GPU_WORKER = 2 << 30
 # Larger batches replay the graph of this size in chunks: a graph holds its batch's activations, and at this size the
@@ -117,14 +117,15 @@ def gpu_memory_bytes() -> int | None:
 
 def default_workers(device: Device, cpus: int, gpu_memory: int | None, host_memory: int | None = None) -> int:
     """Worker processes when MODELYARD_WORKERS is unset or auto. On a CPU one: the model already uses every core.
-    On a GPU several, each with its own copy of the model and its CUDA graphs: the single worker's event loop (HTTP,
-    multipart, decoding, JSON) is the limit long before the GPU is. On one H200 with 16 cores, 8 workers answered
-    5.2x the single-image requests and 6.5x the images of one (bench/RESULTS.md, 2026-12-01, latest). So: half the
-    CPUs, at most 8, at most one per 3 GiB of GPU memory and one per 2 GiB of the pod's memory limit (each worker
-    holds torch and the CUDA libraries)."""
+    On a GPU several, each with its own copy of the model and its CUDA graphs: one worker's event loop (HTTP,
+    multipart, decoding, JSON) holds its GIL, so a worker uses at most about one core, long before the GPU is busy.
+    On one H200 with 16 cores, 8, 12 and 15 workers answered 1,688, 1,886 and 2,138 single-image requests/s, the GPU
+    busy at most 41% of the time (bench/RESULTS.md, 2026-12-02). So: one per CPU less one (for the arbiter and the
+    CUDA driver's threads), at most 16, at most one per 3 GiB of GPU memory and one per 2 GiB of the pod's memory
+    limit (each worker holds torch and the CUDA libraries)."""
     if device is Device.CPU or gpu_memory is None:
         return 1
-    limits = [GPU_WORKERS_MAX, cpus // 2, gpu_memory // GPU_MEMORY_PER_WORKER]
+    limits = [GPU_WORKERS_MAX, cpus - 1, gpu_memory // GPU_MEMORY_PER_WORKER]
     if host_memory is not None:
         limits.append(host_memory // HOST_MEMORY_PER_GPU_WORKER)
     return max(1, min(limits))

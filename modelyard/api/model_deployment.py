@@ -98,9 +98,9 @@ class AutoscalingSpec(ApiModel):
 class ServingResources(ApiModel):
     cpu: Quantity = Field(
         default="1",
-        description="CPU request (and limit) of each replica. With a GPU the service runs one worker per 2 CPUs (at "
-        "most 8, and one per 2Gi of memory): the workers' HTTP, decoding and JSON, not the GPU, set its pace, so a GPU "
-        "replica wants about 16 CPUs and 16Gi.",
+        description="CPU request (and limit) of each replica. With a GPU the service runs one worker per CPU less one "
+        "(at most 16, and one per 2Gi of memory): the workers' HTTP, decoding and JSON, not the GPU, set its pace, so "
+        "a GPU replica wants about 16 CPUs and 32Gi.",
     )
     memory: Quantity = Field(default="2Gi", description="Memory request and limit of each replica.")
     gpu: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu limit of each replica.")

@@ -95,8 +95,9 @@ GIB = 1 << 30
     [
         (Device.CPU, 16, 141 * GIB, 1),  # a CPU model uses every core in one worker
         (Device.AUTO, 16, None, 1),  # no GPU found
-        (Device.CUDA, 16, 141 * GIB, 8),  # the H200 machine of bench/RESULTS.md: at most 8
-        (Device.AUTO, 4, 24 * GIB, 2),  # half the CPUs
+        (Device.CUDA, 16, 141 * GIB, 15),  # the H200 machine of bench/RESULTS.md: one core left
+        (Device.CUDA, 64, 141 * GIB, 16),  # at most 16
+        (Device.AUTO, 4, 24 * GIB, 3),  # one per CPU less one
         (Device.CUDA, 32, 8 * GIB, 2),  # one per 3 GiB of GPU memory
         (Device.CUDA, 1, 80 * GIB, 1),  # never none
     ],
@@ -110,7 +111,7 @@ def test_auto_workers_follow_the_cpus_and_the_gpu(
 def test_auto_workers_fit_the_pods_memory_limit() -> None:
     assert default_workers(Device.CUDA, 16, 141 * GIB, 2 * GIB) == 1  # the ModelDeployment's default 2Gi
     assert default_workers(Device.CUDA, 16, 141 * GIB, 7 * GIB) == 3
-    assert default_workers(Device.CUDA, 16, 141 * GIB, 64 * GIB) == 8
+    assert default_workers(Device.CUDA, 16, 141 * GIB, 64 * GIB) == 15
 
 
 def test_predictions_leave_tracing_only_when_no_exporter_would_receive_the_spans() -> None:
