@@ -29,7 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -43,7 +45,7 @@ from PIL import Image
 
 from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
-from modelyard.bento.process import ServiceProcess, readiness
+from modelyard.bento.process import ServiceProcess, descendants, process_cpu_seconds, readiness
 from modelyard.bento.runtime import Classifier
 from modelyard.bento.settings import ServiceSettings
 from modelyard.training.export import load_from_store, save_to_store
@@ -59,6 +61,12 @@ class Figures:
     p50_ms: float
     p99_ms: float
     calls: int = 0  # HTTP requests (or direct calls)
+    # CPU seconds the service's processes (all workers; in a direct phase, this process) and the load generator spent
+    # during the phase: what a request costs in cores, which decides how many requests/s the cores can carry at all
+    service_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    mean_batch: float = 0.0  # images per model call, from the service's modelyard_batch_size histogram
+    gpu_busy_percent: float | None = None  # NVML's share of time a kernel ran, averaged over the phase
     # "<status>: <start of the body>" of the failed requests, with their counts: what failed, not only how often
     error_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -70,6 +78,14 @@ class Figures:
     def calls_per_second(self) -> float:
         return self.calls / self.seconds if self.seconds else 0.0
 
+    @property
+    def service_cpu_ms_per_call(self) -> float:
+        return 1000 * self.service_cpu_s / self.calls if self.calls else 0.0
+
+    @property
+    def client_cpu_ms_per_call(self) -> float:
+        return 1000 * self.client_cpu_s / self.calls if self.calls else 0.0
+
 
 def summarise(
     name: str, latencies: list[float], seconds: float, errors: Counter[str] | None = None, per_call: int = 1
@@ -79,8 +95,8 @@ def summarise(
     count = len(latencies)
     kinds = dict(errors or {})
     return Figures(
-        name, count * per_call, sum(kinds.values()), seconds, 1000 * statistics.median(ordered), 1000 * p99, count,
-        kinds,
+        name, count * per_call, sum(kinds.values()), seconds, 1000 * statistics.median(ordered), 1000 * p99,
+        calls=count, error_kinds=kinds,
     )  # fmt: skip
 
 
@@ -143,7 +159,7 @@ def direct(
     results = []
     for size, name in ((1, "direct, 1 image per call"), (batch, f"direct, {batch} images per call")):
         latencies: list[float] = []
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         for index in range(max(1, requests // size)):
             if time.perf_counter() - started > deadline:
                 break
@@ -151,7 +167,9 @@ def direct(
             begin = time.perf_counter()
             run(group)
             latencies.append(time.perf_counter() - begin)
-        results.append(summarise(name, latencies, time.perf_counter() - started, per_call=size))
+        figures = summarise(name, latencies, time.perf_counter() - started, per_call=size)
+        figures.service_cpu_s = time.process_time() - cpu_before  # this process is the "service" here
+        results.append(figures)
     return results
 
 
@@ -198,17 +216,24 @@ def _set_start_barrier(barrier: Any) -> None:
     _START = barrier
 
 
-def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float]:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (the service's arbiter and its workers), read
+    from /proc: what `ps` would sum."""
+    return sum(process_cpu_seconds(pid) for pid in [root, *descendants(root)])
+
+
+def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float, float]:
     """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline, each
     on its own keep-alive connection (the stdlib's http.client, a thinner layer than httpx, so that the clients take
-    less of the cores the service runs on). Returns latencies, errors by kind, and the wall-clock
-    start and end of this process's share."""
+    less of the cores the service runs on). Returns latencies, errors by kind, the wall-clock start and end of this
+    process's share, and the CPU seconds this process spent sending."""
     bodies = load.bodies()
     address = urlsplit(load.url)
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     if _START is not None:
         _START.wait()
     started = time.time()
+    cpu_before = time.process_time()
     stop_at = time.perf_counter() + load.deadline
 
     def client(index: int) -> tuple[list[float], Counter[str]]:
@@ -239,38 +264,102 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
     with ThreadPoolExecutor(max_workers=count) as pool:
         outcomes = list(pool.map(client, range(first, load.clients, step)))
     latencies = [value for found, _ in outcomes for value in found]
-    return latencies, sum((errors for _, errors in outcomes), Counter()), started, time.time()
+    errors = sum((errors for _, errors in outcomes), Counter())
+    return latencies, errors, started, time.time(), time.process_time() - cpu_before
 
 
-def over_http(load: Load, processes: int) -> Figures:
+def batch_totals(url: str) -> tuple[float, float]:
+    """The service's modelyard_batch_size histogram (all workers): sum of images and count of model calls."""
+    totals = {"sum": 0.0, "count": 0.0}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            for kind in totals:
+                if line.startswith((f"modelyard_batch_size_{kind} ", f"modelyard_batch_size_{kind}{{")):
+                    totals[kind] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
+class GpuSampler:
+    """NVML's GPU utilisation (the share of time a kernel was running) sampled every 100 ms in a thread while the
+    context is open: whether the GPU or the host limits a phase. Reads nothing where NVML is missing."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            import pynvml  # nvidia-ml-py, in the serving extras
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # no NVML, no GPU: nothing to sample
+            return
+        while not self._stop.wait(0.1):
+            self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.samples) if self.samples else None
+
+    def __enter__(self) -> GpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _send(load: Load, processes: int) -> list[tuple[list[float], Counter[str], float, float, float]]:
+    """The load from `processes` client processes at once; each process's share as `_clients` returns it."""
+    if processes == 1:
+        return [_clients(load, 0, 1, load.clients)]
+    context = multiprocessing.get_context("spawn")  # the parent holds a CUDA context: never fork it
+    barrier = context.Barrier(processes)
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_set_start_barrier, initargs=(barrier,)
+    ) as pool:
+        shares = [
+            pool.submit(_clients, load, first, processes, len(range(first, load.clients, processes)))
+            for first in range(processes)
+        ]
+        return [share.result() for share in shares]
+
+
+def over_http(load: Load, processes: int, service_pid: int) -> Figures:
     """The load from `processes` client processes (one when there is a single client); timed from the moment all
     of them start sending (spawning a process and importing its modules is not the service's time)."""
     processes = max(1, min(processes, load.clients))
-    if processes == 1:
-        outcomes = [_clients(load, 0, 1, load.clients)]
-    else:
-        context = multiprocessing.get_context("spawn")  # the parent holds a CUDA context: never fork it
-        barrier = context.Barrier(processes)
-        with ProcessPoolExecutor(
-            processes, mp_context=context, initializer=_set_start_barrier, initargs=(barrier,)
-        ) as pool:
-            shares = [
-                pool.submit(_clients, load, first, processes, len(range(first, load.clients, processes)))
-                for first in range(processes)
-            ]
-            outcomes = [share.result() for share in shares]
+    service_cpu_before = tree_cpu_seconds(service_pid)
+    batched_before = batch_totals(load.url)
+    with GpuSampler() as gpu:
+        outcomes = _send(load, processes)
+    batched = [after - before for after, before in zip(batch_totals(load.url), batched_before, strict=True)]
     latencies = [value for found, *_ in outcomes for value in found]
     errors = sum((outcome[1] for outcome in outcomes), Counter())
     seconds = max(outcome[3] for outcome in outcomes) - min(outcome[2] for outcome in outcomes)
     who = "1 client" if load.clients == 1 else f"{load.clients} concurrent clients"
     name = f"service, {who}" + (f", {load.per_request} images per request" if load.per_request > 1 else "")
-    return summarise(name, latencies, seconds, errors, per_call=load.per_request)
+    figures = summarise(name, latencies, seconds, errors, per_call=load.per_request)
+    # Includes the service's idle ticking while client processes start: a small overcount, never an undercount.
+    figures.service_cpu_s = tree_cpu_seconds(service_pid) - service_cpu_before
+    figures.client_cpu_s = sum(outcome[4] for outcome in outcomes)
+    figures.mean_batch = batched[0] / batched[1] if batched[1] else 0.0
+    figures.gpu_busy_percent = gpu.mean
+    return figures
 
 
-def record_py_spy(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy sampling the service and its worker processes (collapsed stacks, one line per stack), started now."""
-    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds))]
-    return subprocess.Popen([*command, "--format", "raw", "--nonblocking", "-o", str(output)])
+def record_py_spy(service_pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling one of the service's workers (collapsed stacks, one line per stack), started now. One worker
+    stands for all: they run the same code on the same load. On the H200 machine py-spy recorded 3 samples whether it
+    followed all workers from the arbiter (`--subprocesses`) or one, for a reason not found; here it records."""
+    workers = [
+        pid for pid in descendants(service_pid) if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    command = ["py-spy", "record", "--pid", str(min(workers)), "--duration", str(int(seconds)), "--format", "raw"]
+    return subprocess.Popen([*command, "--nonblocking", "-o", str(output)])
 
 
 def wait_all_workers_ready(url: str, workers: int, timeout: float = 600) -> None:
@@ -303,6 +392,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--client-processes", type=int, default=1, help="processes the clients are spread over")
     parser.add_argument("--images-per-request", type=int, default=8, help="images per request, multi-image phase")
+    parser.add_argument(
+        "--more-clients",
+        type=int,
+        nargs="*",
+        default=[],
+        help="further single-image phases with these many clients: what the service answers at more concurrency",
+    )
     parser.add_argument(
         "--workers",
         default="1",
@@ -344,21 +440,24 @@ def main() -> int:
             service.wait_ready(600)
             wait_all_workers_ready(service.url, workers)
             warm = Load(service.url, images, 4 * args.clients, args.clients, 1, args.deadline, media_type)
-            over_http(warm, args.client_processes)  # every worker's batching dispatcher warmed up
+            over_http(warm, args.client_processes, service.pid or 0)  # every worker's batching dispatcher warmed up
             phases = [
                 (1, 1, args.requests),
                 (args.clients, 1, args.requests),
                 (args.clients, args.images_per_request, max(args.clients, args.requests // args.images_per_request)),
+                *((clients, 1, args.requests) for clients in args.more_clients),
             ]
             for clients, per_request, requests in phases:
                 load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type)
                 profiling = args.py_spy and clients > 1 and per_request == 1
                 recorder = record_py_spy(service.pid or 0, args.py_spy, args.deadline / 2) if profiling else None
-                results.append(over_http(load, args.client_processes))
+                done = over_http(load, args.client_processes, service.pid or 0)
+                results.append(done)
+                print(f"done: {done.name}: {done.calls_per_second:.1f} req/s, p99 {done.p99_ms:.1f} ms", flush=True)
                 if recorder is not None:
                     recorder.wait()
 
-    single, batched, sequential, concurrent, multi = results
+    single, batched, sequential, concurrent, multi = results[:5]
     info = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
         + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
@@ -369,11 +468,17 @@ def main() -> int:
         "torch": torch.__version__,
     }
     print(" | ".join(f"{key}: {value}" for key, value in info.items()))
-    print(f"{'phase':58} {'images':>7} {'errors':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'images/s':>9}")
+    print(
+        f"{'phase':58} {'images':>7} {'errors':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'images/s':>9} "
+        f"{'service CPU ms/req':>18} {'client CPU ms/req':>17} {'batch':>6} {'GPU busy':>8}"
+    )
     for figures in results:
         print(
             f"{figures.name:58} {figures.requests:7d} {figures.errors:6d} {figures.p50_ms:9.1f} "
-            f"{figures.p99_ms:9.1f} {figures.calls_per_second:9.1f} {figures.per_second:9.1f}"
+            f"{figures.p99_ms:9.1f} {figures.calls_per_second:9.1f} {figures.per_second:9.1f} "
+            f"{figures.service_cpu_ms_per_call:18.2f} {figures.client_cpu_ms_per_call:17.2f} "
+            f"{figures.mean_batch:6.1f} "
+            + (f"{figures.gpu_busy_percent:7.0f}%" if figures.gpu_busy_percent is not None else f"{'-':>8}")
         )
         for kind, count in figures.error_kinds.items():
             print(f"    {count} x {kind}")
