@@ -179,10 +179,13 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        # Make sure nothing it started outlives the arbiter: the workers are in sessions of their own.
-        for pid in [process.pid, *workers]:
+        # Make sure nothing it started outlives the arbiter: the workers are in sessions of their own, out of reach of
+        # a signal to the arbiter's group.
+        for pid in workers:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
