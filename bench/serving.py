@@ -5,14 +5,18 @@ A model is saved with the trainer's own export (untrained weights: speed does no
   precision and memory format as served), one image per call and then a batch the size of the client count: the
   floor any service can reach;
 - sequential: one client, one image per request, over HTTP (multipart), through decoding, batching and JSON;
-- concurrent: N clients at once, single-image requests, then requests of several images each;
-each a bounded loop (a fixed number of requests and a deadline), reporting p50/p99 latency and throughput. Overhead
-is service latency / direct latency (sequential) and direct batch throughput / service throughput (concurrent).
-The clients run in several processes (`--client-processes`), so that the load generator's own GIL is not the limit.
+- concurrent: N clients at once, single-image requests, then requests of several images each (a closed loop: each
+  client sends its next request when the last was answered), then optionally more clients (`--more-clients`);
+- open loop (`--rates`): single-image requests sent at a fixed rate whatever the answers, latency counted from when
+  each was due: whether the service keeps up with that rate, and at what p99;
+each a bounded loop (a fixed number of requests and a deadline), reporting p50/p99 latency, throughput, the CPU the
+service and the clients spent per request, the service's mean batch and how busy the GPU was. Overhead is service
+latency / direct latency (sequential) and direct batch throughput / service throughput (concurrent). The clients run
+in several processes (`--client-processes`), so that the load generator's own GIL is not the limit.
 
     python bench/serving.py                                  # CPU here: resnet18 at 224 px, 120 requests
-    python bench/serving.py --device cuda --backbone resnet50 --requests 6000 --clients 64 --workers 8 \
-        --client-processes 6 --images-per-request 16
+    python bench/serving.py --device cuda --backbone resnet50 --requests 30000 --clients 64 --workers auto \
+        --client-processes 6 --images-per-request 16 --more-clients 128 --rates 2000 3000
     python bench/serving.py --json results.json
 """
 
@@ -22,6 +26,7 @@ import argparse
 import http.client
 import io
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -174,6 +179,9 @@ def direct(
 
 
 BOUNDARY = "modelyard-bench-boundary"
+# An open loop's connections each carry at most this many requests/s: one every 40 ms, so that at the target's p99 of
+# 50 ms a connection is seldom still busy when its next request is due.
+OPEN_LOOP_RATE_PER_CONNECTION = 25
 
 
 def multipart_body(images: list[bytes], media_type: str) -> bytes:
@@ -197,6 +205,10 @@ class Load:
     per_request: int  # images per request
     deadline: float  # seconds
     media_type: str
+    # Open loop: request n is due at n / rate seconds after the start, whether or not earlier ones were answered, and
+    # its latency counts from then (a connection still busy with an earlier one delays it: that wait is the
+    # service's too). None: a closed loop, each client sending its next request when the last was answered.
+    rate: float | None = None
 
     def bodies(self) -> list[bytes]:
         """The request bodies, built before the clock starts (request n sends body n % len): the load generator's
@@ -225,8 +237,8 @@ def tree_cpu_seconds(root: int) -> float:
 def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float, float]:
     """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline, each
     on its own keep-alive connection (the stdlib's http.client, a thinner layer than httpx, so that the clients take
-    less of the cores the service runs on). Returns latencies, errors by kind, the wall-clock start and end of this
-    process's share, and the CPU seconds this process spent sending."""
+    less of the cores the service runs on), at once or when due (`load.rate`). Returns latencies, errors by kind, the
+    wall-clock start and end of this process's share, and the CPU seconds this process spent sending."""
     bodies = load.bodies()
     address = urlsplit(load.url)
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -234,7 +246,8 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
         _START.wait()
     started = time.time()
     cpu_before = time.process_time()
-    stop_at = time.perf_counter() + load.deadline
+    origin = time.perf_counter()
+    stop_at = origin + load.deadline
 
     def client(index: int) -> tuple[list[float], Counter[str]]:
         latencies: list[float] = []
@@ -242,9 +255,12 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
         connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
         try:
             for number in range(index, load.requests, load.clients):
+                due = origin + number / load.rate if load.rate else None
+                if due is not None and due > time.perf_counter():
+                    time.sleep(due - time.perf_counter())
                 if time.perf_counter() > stop_at:
                     break
-                begin = time.perf_counter()
+                begin = time.perf_counter() if due is None else due
                 try:
                     connection.request("POST", "/predict", body=bodies[number % len(bodies)], headers=headers)
                     response = connection.getresponse()
@@ -341,6 +357,8 @@ def over_http(load: Load, processes: int, service_pid: int) -> Figures:
     errors = sum((outcome[1] for outcome in outcomes), Counter())
     seconds = max(outcome[3] for outcome in outcomes) - min(outcome[2] for outcome in outcomes)
     who = "1 client" if load.clients == 1 else f"{load.clients} concurrent clients"
+    if load.rate:
+        who = f"{load.rate:g} req/s offered over {load.clients} connections"
     name = f"service, {who}" + (f", {load.per_request} images per request" if load.per_request > 1 else "")
     figures = summarise(name, latencies, seconds, errors, per_call=load.per_request)
     # Includes the service's idle ticking while client processes start: a small overcount, never an undercount.
@@ -400,6 +418,14 @@ def main() -> int:
         help="further single-image phases with these many clients: what the service answers at more concurrency",
     )
     parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="further single-image phases as an open loop: requests sent at this rate whatever the answers, "
+        f"over enough connections that each carries at most {OPEN_LOOP_RATE_PER_CONNECTION}/s (at least --clients)",
+    )
+    parser.add_argument(
         "--workers",
         default="1",
         help="service worker processes (MODELYARD_WORKERS): a number, or auto (the default's rule)",
@@ -441,14 +467,21 @@ def main() -> int:
             wait_all_workers_ready(service.url, workers)
             warm = Load(service.url, images, 4 * args.clients, args.clients, 1, args.deadline, media_type)
             over_http(warm, args.client_processes, service.pid or 0)  # every worker's batching dispatcher warmed up
-            phases = [
-                (1, 1, args.requests),
-                (args.clients, 1, args.requests),
-                (args.clients, args.images_per_request, max(args.clients, args.requests // args.images_per_request)),
-                *((clients, 1, args.requests) for clients in args.more_clients),
-            ]
-            for clients, per_request, requests in phases:
-                load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type)
+            phases: list[tuple[int, int, int, float | None]] = [
+                (1, 1, args.requests, None),
+                (args.clients, 1, args.requests, None),
+                (
+                    args.clients,
+                    args.images_per_request,
+                    max(args.clients, args.requests // args.images_per_request),
+                    None,
+                ),
+                *((clients, 1, args.requests, None) for clients in args.more_clients),
+                *((max(args.clients, math.ceil(rate / OPEN_LOOP_RATE_PER_CONNECTION)), 1, args.requests, rate)
+                  for rate in args.rates),
+            ]  # fmt: skip
+            for clients, per_request, requests, rate in phases:
+                load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type, rate)
                 profiling = args.py_spy and clients > 1 and per_request == 1
                 recorder = record_py_spy(service.pid or 0, args.py_spy, args.deadline / 2) if profiling else None
                 done = over_http(load, args.client_processes, service.pid or 0)
