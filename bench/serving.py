@@ -256,8 +256,8 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
         try:
             for number in range(index, load.requests, load.clients):
                 due = origin + number / load.rate if load.rate else None
-                if due is not None and due > time.perf_counter():
-                    time.sleep(due - time.perf_counter())
+                if due is not None:
+                    time.sleep(max(0.0, due - time.perf_counter()))
                 if time.perf_counter() > stop_at:
                     break
                 begin = time.perf_counter() if due is None else due
