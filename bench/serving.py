@@ -52,7 +52,7 @@ from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, descendants, process_cpu_seconds, readiness
 from modelyard.bento.runtime import Classifier
-from modelyard.bento.settings import ServiceSettings, requests_per_connection_from_env
+from modelyard.bento.settings import ServiceSettings
 from modelyard.training.export import load_from_store, save_to_store
 from modelyard.training.model import build_model
 
@@ -432,12 +432,6 @@ def main() -> int:
     )
     parser.add_argument("--max-batch-size", type=int, default=None, help="MODELYARD_MAX_BATCH_SIZE of the service")
     parser.add_argument(
-        "--requests-per-connection",
-        type=int,
-        default=None,
-        help="MODELYARD_REQUESTS_PER_CONNECTION of the service (0: keep-alive connections are never closed)",
-    )
-    parser.add_argument(
         "--cuda-graphs", choices=["on", "off"], default="on", help="MODELYARD_CUDA_GRAPHS of the service (on a GPU)"
     )
     parser.add_argument(
@@ -459,11 +453,6 @@ def main() -> int:
             "MODELYARD_WORKERS": args.workers,
             "MODELYARD_CUDA_GRAPHS": args.cuda_graphs,
             **({"MODELYARD_MAX_BATCH_SIZE": str(args.max_batch_size)} if args.max_batch_size else {}),
-            **(
-                {"MODELYARD_REQUESTS_PER_CONNECTION": str(args.requests_per_connection)}
-                if args.requests_per_connection is not None
-                else {}
-            ),
         }
         # As the service reads its environment: the batch sizes it graphs, the workers it starts (auto resolved).
         settings = ServiceSettings.from_env(env)
@@ -508,7 +497,6 @@ def main() -> int:
         "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
         f"precision {args.precision.value}, {args.pipeline.value} pipeline",
         "service": f"{workers} worker(s) ({args.workers}), max batch {batching.max_batch_size}, "
-        f"{requests_per_connection_from_env({**os.environ, **env})} requests per connection, "
         f"CUDA graphs {args.cuda_graphs}, {args.image_format} uploads, clients in {args.client_processes} process(es)",
         "torch": torch.__version__,
     }

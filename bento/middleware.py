@@ -80,41 +80,6 @@ async def _multipart_problem(headers: Headers, body: bytes, file_field: str) -> 
     return None
 
 
-class ConnectionRecycler:
-    """ASGI middleware: every `every`-th response of this worker asks its client to close the keep-alive connection
-    (`Connection: close`), so a connection carries `every` requests on average.
-
-    A keep-alive connection stays with the worker whose accept() won it, and with the pod kube-proxy sent it to. With
-    64 connections on 15 workers the busiest worker held 9 and one none (bench/RESULTS.md, 2026-12-02), and the pods an
-    autoscaler adds get no share of connections that are already open. A client that reconnects lands on whichever
-    worker accepts first: an idle one, since a busy worker's event loop is not waiting in accept(). Counting the
-    worker's responses, not each connection's, needs no state per connection and closes each connection with the same
-    chance per request."""
-
-    def __init__(self, app: ASGIApp, *, every: int) -> None:
-        if every < 1:
-            raise ValueError("every must be at least 1")
-        self.app = app
-        self.every = every
-        self.requests = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.requests += 1
-        if self.requests % self.every:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, send_closing)
-
-
 class RequestGuard:
     """ASGI middleware; `routes` maps each prediction path to the one media type it accepts."""
 

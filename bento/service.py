@@ -35,14 +35,13 @@ from modelyard.bento.inputs import (
     decode_image,
 )
 from modelyard.bento.metrics import service_metrics
-from modelyard.bento.middleware import ConnectionRecycler, RequestGuard
+from modelyard.bento.middleware import RequestGuard
 from modelyard.bento.runtime import Classifier, ImagePrediction, ModelLoader, Readiness
 from modelyard.bento.settings import (
     Batching,
     ServiceSettings,
     limits_from_env,
     prediction_tracing,
-    requests_per_connection_from_env,
     workers_from_env,
 )
 
@@ -50,7 +49,6 @@ from modelyard.bento.settings import (
 BATCHING = Batching.from_env()
 LIMITS = limits_from_env()
 WORKERS = workers_from_env()
-REQUESTS_PER_CONNECTION = requests_per_connection_from_env()
 FILE_FIELD = "images"
 PREDICTION_ROUTES = {"/predict": "multipart/form-data", "/predict_base64": "application/json"}
 # BentoML has loaded its configuration (BENTOML_CONFIG) by the time it imports the service, in every process.
@@ -179,9 +177,6 @@ for _method in cast(Any, ImageClassifier).apis.values():
     # for every response: a fifth of a worker's event loop in a profile (bench/RESULTS.md). The answer is JSON.
     _method.output_spec.media_type = "application/json"
 
-if REQUESTS_PER_CONNECTION:
-    # Outside the guard, so that its own answers (503, 4xx) count and recycle too.
-    cast(Any, ImageClassifier).add_asgi_middleware(ConnectionRecycler, every=REQUESTS_PER_CONNECTION)
 cast(Any, ImageClassifier).add_asgi_middleware(
     RequestGuard,
     routes=PREDICTION_ROUTES,

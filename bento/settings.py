@@ -22,7 +22,6 @@ TOP_K_ENV = "MODELYARD_TOP_K"
 PRECISION_ENV = "MODELYARD_PRECISION"
 WORKERS_ENV = "MODELYARD_WORKERS"
 CUDA_GRAPHS_ENV = "MODELYARD_CUDA_GRAPHS"
-REQUESTS_PER_CONNECTION_ENV = "MODELYARD_REQUESTS_PER_CONNECTION"
 LIMIT_ENVS = {
     "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
     "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
@@ -38,9 +37,6 @@ MAX_WORKERS = 64
 GPU_WORKERS_MAX = 16
 GPU_MEMORY_PER_WORKER = 3 << 30
 HOST_MEMORY_PER_GPU_WORKER = 2 << 30
-# As nginx's keepalive_requests: a keep-alive connection is closed after about this many requests (0: never), so that
-# clients reconnect and land on an idle worker, or on a pod the autoscaler added (bento/middleware.py).
-DEFAULT_REQUESTS_PER_CONNECTION = 100
 # Larger batches replay the graph of this size in chunks: a graph holds its batch's activations, and at this size the
 # GPU, not the launches, sets the pace.
 GRAPH_BATCH_LIMIT = 256
@@ -144,13 +140,6 @@ def workers_from_env(env: Mapping[str, str] | None = None) -> int:
         gpu_memory = None if device is Device.CPU else gpu_memory_bytes()
         return default_workers(device, cpu_budget(), gpu_memory, memory_budget())
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
-
-
-def requests_per_connection_from_env(env: Mapping[str, str] | None = None) -> int:
-    """MODELYARD_REQUESTS_PER_CONNECTION: requests a keep-alive connection carries on average before the service
-    closes it (0: never); read on import, like the batching settings."""
-    source = os.environ if env is None else env
-    return _int(source, REQUESTS_PER_CONNECTION_ENV, DEFAULT_REQUESTS_PER_CONNECTION, minimum=0, maximum=1_000_000)
 
 
 def prediction_tracing(exporter_type: str | None, routes: Sequence[str]) -> dict[str, list[str]]:

@@ -4,10 +4,8 @@ honest readiness, predictions equal to the in-process model's, metrics that coun
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ import torch
 
 from modelyard.bento.process import ServiceProcess
 from modelyard.bento.runtime import Classifier, WarmupSample, warm_up
-from modelyard.bento.settings import DEFAULT_REQUESTS_PER_CONNECTION, DEFAULT_TOP_K
+from modelyard.bento.settings import DEFAULT_TOP_K
 from modelyard.training.export import load_from_store
 from tests.integration.bento_support import (
     Reference,
@@ -172,28 +170,6 @@ def test_metrics_count_the_requests_made(late: LateStart) -> None:
     assert grew("modelyard_predictions_total", model_tag=late.model.tag) == 2
     assert grew("modelyard_batch_size_sum") == 2
     assert total(after, "modelyard_model_info", model_tag=late.model.tag, model_name="digits") == 1
-
-
-def test_the_server_closes_a_keep_alive_connection_after_its_share_of_requests(late: LateStart) -> None:
-    # The worker counts every response it sends, these tests' others too: within DEFAULT_REQUESTS_PER_CONNECTION
-    # requests on one connection, one answer says Connection: close, and the server then closes its end.
-    request = f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{late.service.port}\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", late.service.port), timeout=30) as connection:
-        sent = 0
-        while sent < DEFAULT_REQUESTS_PER_CONNECTION:
-            sent += 1
-            connection.sendall(request)
-            response = http.client.HTTPResponse(connection)
-            response.begin()
-            response.read()
-            assert response.status == 200
-            if response.getheader("connection") == "close":
-                break
-        else:
-            pytest.fail(f"{DEFAULT_REQUESTS_PER_CONNECTION} requests on one connection, none answered with close")
-        assert connection.recv(1) == b"", f"the server kept the connection open after answer {sent} said close"
-    # The client reconnects and is served as before.
-    assert httpx.get(f"{late.service.url}/livez").status_code == 200
 
 
 def test_the_openapi_document_describes_both_prediction_apis(late: LateStart) -> None:

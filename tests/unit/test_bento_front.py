@@ -18,7 +18,7 @@ from starlette.routing import Route
 from modelyard.api.training_job import Precision
 from modelyard.bento.inputs import InputLimits, RejectReason
 from modelyard.bento.metrics import ServiceMetrics, batch_size_buckets
-from modelyard.bento.middleware import ConnectionRecycler, RequestGuard
+from modelyard.bento.middleware import RequestGuard
 from modelyard.bento.runtime import Readiness
 from modelyard.bento.settings import (
     Batching,
@@ -29,7 +29,6 @@ from modelyard.bento.settings import (
     limits_from_env,
     memory_budget,
     prediction_tracing,
-    requests_per_connection_from_env,
 )
 
 pytestmark = pytest.mark.unit
@@ -295,31 +294,3 @@ def test_a_streamed_body_is_cut_off_at_the_limit() -> None:
 )
 def test_graphs_cover_the_largest_batch_up_to_a_limit(env: dict[str, str], expected: int | None) -> None:
     assert ServiceSettings.from_env({"MODELYARD_MODEL_TAG": "m:v", **env}).graph_batches == expected
-
-
-def test_every_nth_response_asks_the_client_to_close_its_connection() -> None:
-    app = ConnectionRecycler(Front(InputLimits(), ready=False).app, every=3)
-
-    async def send() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            # Whatever the route or the answer: a 503 from the guard counts as a 200 from the app does.
-            return [await client.request(*request) for request in [("GET", "/readyz"), ("POST", "/x")] * 3]
-
-    answers = asyncio.run(send())
-    assert [answer.headers.get("connection") for answer in answers] == [None, None, "close", None, None, "close"]
-    assert [answer.status_code for answer in answers] == [503, 200] * 3
-    assert answers[2].json() == {"ready": False, "reason": "model m:v is not in the model store yet"}  # body intact
-
-
-@pytest.mark.parametrize(("raw", "expected"), [(None, 100), ("0", 0), (" 7 ", 7)])
-def test_requests_per_connection_default_to_nginxs_old_keepalive_requests(raw: str | None, expected: int) -> None:
-    env = {} if raw is None else {"MODELYARD_REQUESTS_PER_CONNECTION": raw}
-    assert requests_per_connection_from_env(env) == expected
-
-
-def test_a_negative_requests_per_connection_names_the_variable() -> None:
-    with pytest.raises(ValueError, match="MODELYARD_REQUESTS_PER_CONNECTION='-1' must be between 0 and 1000000"):
-        requests_per_connection_from_env({"MODELYARD_REQUESTS_PER_CONNECTION": "-1"})
-    with pytest.raises(ValueError, match="every must be at least 1"):
-        ConnectionRecycler(Front(InputLimits()).app, every=0)
