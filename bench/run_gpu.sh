@@ -33,7 +33,7 @@ if [ "$what" = serving ] || [ "$what" = all ]; then
   "$python" bench/serving.py "${load[@]}" --requests 1500 --precision fp32 --pipeline cpu --workers 1 \
     --cuda-graphs off --json "$out/serving-before.json" 2>&1 | tee "$out/serving-before.log" || status=1
   # SERVING_RUNS: "<workers>:<cuda graphs on|off>" a run; by default one worker eager and graphed (the graphs' own
-  # gain), then the service's defaults (auto workers: 8 on a 16-core GPU machine without a memory limit).
+  # gain), then the service's defaults (auto workers: 15 on a 16-core GPU machine without a memory limit).
   for run in ${SERVING_RUNS:-1:off 1:on auto:on}; do
     workers=${run%%:*} graphs=${run##*:}
     # The defaults also against the target's own terms: more clients, and open loops at 2,000 and 3,000 requests/s.
