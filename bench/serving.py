@@ -530,7 +530,8 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(json.dumps({**info, "phases": [asdict(f) for f in results], "ratios": ratios}, indent=2))
-    return 1 if sequential.errors or concurrent.errors or multi.errors else 0
+    # Any phase's errors fail the run, the --more-clients and --rates phases' too (the direct phases have none).
+    return 1 if any(figures.errors for figures in results) else 0
 
 
 if __name__ == "__main__":
