@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import math
 import re
 import subprocess
 import time
@@ -206,8 +207,10 @@ def test_every_panel_query_of_every_dashboard_returns_data(
                 prometheus.wait_scraped({"modelyard-serving"})
                 codes += send_load(service.url, held_out, GOOD_REQUESTS, BROKEN_REQUESTS)
                 output, _ = trainer.communicate(timeout=300)
-                # The last requests and the operator's last figures are counted once each is scraped again.
-                prometheus.wait_scraped({"modelyard-operator", "modelyard-serving"})
+                # The last requests and the operator's last figures are counted once each is scraped again; twice in
+                # a row, so that a series first seen late (scrapes timed out or stalled during the load) still has
+                # the two samples rate() needs.
+                prometheus.wait_scraped({"modelyard-operator", "modelyard-serving"}, scrapes=2)
                 end = time.time()
         finally:
             if trainer.poll() is None:
@@ -217,6 +220,8 @@ def test_every_panel_query_of_every_dashboard_returns_data(
         assert [event["event"] for event in parse_events(output)][-1] == "model_saved", output[-3000:]
         assert codes == {200: PRIMING_GOOD + GOOD_REQUESTS, 400: PRIMING_BROKEN + BROKEN_REQUESTS}
 
+        # Whole steps back from `end`, so that the last evaluation falls on `end`, after those last scrapes.
+        start = end - STEP_SECONDS * math.ceil((end - start) / STEP_SECONDS)
         empty: list[str] = []
         chosen: dict[str, dict[str, str]] = {}
         for name, board in BOARDS.items():
@@ -227,7 +232,8 @@ def test_every_panel_query_of_every_dashboard_returns_data(
                     result = prometheus.query_range(expr, start, end, STEP_SECONDS)  # an error raises here
                     if not result:
                         empty.append(f"{board['title']} / {panel['title']}: {expr}")
-        assert empty == [], "panels without data:\n" + "\n".join(empty)
+        health = prometheus.scrape_health(start, end)
+        assert empty == [], "panels without data:\n" + "\n".join(empty) + f"\nscrapes succeeded/attempted: {health}"
 
         # Every metric the dashboards read was exposed by a real part (metadata comes from what was scraped; counters
         # are listed under their family name, without _total).

@@ -53,28 +53,41 @@ class PrometheusApi:
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def scraped_since(self, moment: float) -> set[str]:
-        """The jobs whose last scrape began after `moment` (epoch seconds) and succeeded."""
+    def last_scrapes(self) -> dict[str, tuple[float, bool]]:
+        """Each job's last scrape: when it began (epoch seconds) and whether it succeeded."""
         active = self.get("/api/v1/targets")["activeTargets"]
         return {
-            t["labels"]["job"]
+            t["labels"]["job"]: (datetime.fromisoformat(t["lastScrape"]).timestamp(), t["health"] == "up")
             for t in active
-            if t["health"] == "up" and datetime.fromisoformat(t["lastScrape"]).timestamp() > moment
         }
 
-    def wait_scraped(self, jobs: Collection[str], timeout: float = 60) -> None:
-        """Wait until each of `jobs` has been scraped successfully since this call. A fixed sleep is not enough: on a
-        loaded machine a scrape can time out (the timeout is the 1 s interval), and then what was sent is not counted
-        yet."""
+    def wait_scraped(self, jobs: Collection[str], timeout: float = 60, scrapes: int = 1) -> None:
+        """Wait until each of `jobs` has answered `scrapes` scrapes in a row since this call. A fixed sleep is not
+        enough: on a loaded machine a scrape can time out (the timeout is the 1 s interval), and then what was sent is
+        not counted yet. Two in a row give every series two samples a scrape interval apart, which rate() needs."""
         moment = time.time()
         deadline = time.monotonic() + timeout
-        missing = set(jobs)
+        seen: dict[str, list[float]] = {job: [] for job in jobs}
         while time.monotonic() < deadline:
-            missing = set(jobs) - self.scraped_since(moment)
-            if not missing:
+            for job, (began, up) in self.last_scrapes().items():
+                if job not in seen or began <= moment or began in seen[job]:
+                    continue
+                seen[job] = [*seen[job], began] if up else []
+            if all(len(times) >= scrapes for times in seen.values()):
                 return
             time.sleep(0.2)
-        raise AssertionError(f"Prometheus scraped no answer from {sorted(missing)} within {timeout}s")
+        short = sorted(job for job, times in seen.items() if len(times) < scrapes)
+        raise AssertionError(f"Prometheus scraped no {scrapes} answers in a row from {short} within {timeout}s")
+
+    def scrape_health(self, start: float, end: float) -> dict[str, str]:
+        """Each job's successful and attempted scrapes between `start` and `end`, for a failure's message."""
+        span = f"{max(1, int(end - start))}s"
+        attempted = self.get("/api/v1/query", query=f"count_over_time(up[{span}])", time=end)["result"]
+        succeeded = {
+            r["metric"]["job"]: r["value"][1]
+            for r in self.get("/api/v1/query", query=f"sum_over_time(up[{span}])", time=end)["result"]
+        }
+        return {r["metric"]["job"]: f"{succeeded.get(r['metric']['job'])}/{r['value'][1]}" for r in attempted}
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
