@@ -18,6 +18,7 @@ in several processes (`--client-processes`), so that the load generator's own GI
     python bench/serving.py --device cuda --backbone resnet50 --requests 30000 --clients 64 --workers auto \
         --client-processes 6 --images-per-request 16 --more-clients 128 --rates 2000 3000
     python bench/serving.py --json results.json
+    python bench/serving.py --sample-stacks STACKS && python bench/sampling/shares.py STACKS/*.txt  # a profile
 """
 
 from __future__ import annotations
@@ -437,6 +438,12 @@ def main() -> int:
     parser.add_argument(
         "--py-spy", type=Path, help="record the service's processes with py-spy during the concurrent phase, to here"
     )
+    parser.add_argument(
+        "--sample-stacks",
+        type=Path,
+        help="sample every service process's threads (bench/sampling) during the concurrent single-image phases, "
+        "to here: one file of collapsed stacks per process",
+    )
     parser.add_argument("--deadline", type=float, default=300, help="seconds a phase may take at most")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -454,6 +461,11 @@ def main() -> int:
             "MODELYARD_CUDA_GRAPHS": args.cuda_graphs,
             **({"MODELYARD_MAX_BATCH_SIZE": str(args.max_batch_size)} if args.max_batch_size else {}),
         }
+        if args.sample_stacks:
+            args.sample_stacks.mkdir(parents=True, exist_ok=True)
+            sampler = Path(__file__).resolve().parent / "sampling"
+            path = os.pathsep.join(filter(None, [str(sampler), os.environ.get("PYTHONPATH")]))
+            env |= {"PYTHONPATH": path, "MODELYARD_STACK_SAMPLES": str(args.sample_stacks)}
         # As the service reads its environment: the batch sizes it graphs, the workers it starts (auto resolved).
         settings = ServiceSettings.from_env(env)
         batching, workers = settings.batching, settings.workers
@@ -484,7 +496,12 @@ def main() -> int:
                 load = Load(service.url, images, requests, clients, per_request, args.deadline, media_type, rate)
                 profiling = args.py_spy and clients > 1 and per_request == 1
                 recorder = record_py_spy(service.pid or 0, args.py_spy, args.deadline / 2) if profiling else None
+                sampling = args.sample_stacks and clients > 1 and per_request == 1 and rate is None
+                if sampling:
+                    (args.sample_stacks / "on").touch()
                 done = over_http(load, args.client_processes, service.pid or 0)
+                if sampling:
+                    (args.sample_stacks / "on").unlink()
                 results.append(done)
                 print(f"done: {done.name}: {done.calls_per_second:.1f} req/s, p99 {done.p99_ms:.1f} ms", flush=True)
                 if recorder is not None:
