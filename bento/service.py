@@ -41,6 +41,7 @@ from modelyard.bento.runtime import Classifier, ImagePrediction, ModelLoader, Re
 from modelyard.bento.settings import (
     Batching,
     ServiceSettings,
+    access_log_from_env,
     limits_from_env,
     prediction_tracing,
     workers_from_env,
@@ -50,6 +51,7 @@ from modelyard.bento.settings import (
 BATCHING = Batching.from_env()
 LIMITS = limits_from_env()
 WORKERS = workers_from_env()
+ACCESS_LOG = access_log_from_env()
 FILE_FIELD = "images"
 PREDICTION_ROUTES = {"/predict": "multipart/form-data", "/predict_base64": "application/json"}
 # BentoML has loaded its configuration (BENTOML_CONFIG) by the time it imports the service, in every process.
@@ -127,6 +129,7 @@ else:
     name="modelyard-classifier",
     traffic={"timeout": 120, "max_concurrency": MAX_CONCURRENCY_PER_WORKER * WORKERS},
     workers=WORKERS,
+    logging={"access": {"enabled": ACCESS_LOG}},
     **({"tracing": TRACING} if TRACING else {}),
 )
 class ImageClassifier:

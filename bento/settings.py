@@ -22,6 +22,7 @@ TOP_K_ENV = "MODELYARD_TOP_K"
 PRECISION_ENV = "MODELYARD_PRECISION"
 WORKERS_ENV = "MODELYARD_WORKERS"
 CUDA_GRAPHS_ENV = "MODELYARD_CUDA_GRAPHS"
+ACCESS_LOG_ENV = "MODELYARD_ACCESS_LOG"
 LIMIT_ENVS = {
     "max_image_bytes": "MODELYARD_MAX_IMAGE_BYTES",
     "max_image_pixels": "MODELYARD_MAX_IMAGE_PIXELS",
@@ -140,6 +141,14 @@ def workers_from_env(env: Mapping[str, str] | None = None) -> int:
         gpu_memory = None if device is Device.CPU else gpu_memory_bytes()
         return default_workers(device, cpu_budget(), gpu_memory, memory_budget())
     return _int(source, WORKERS_ENV, 1, minimum=1, maximum=MAX_WORKERS)
+
+
+def access_log_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether BentoML writes its line per request (MODELYARD_ACCESS_LOG, default off); read on import, like the
+    workers. Off because the service's own metrics already count every request with its status and latency, and
+    the line cost 6-10% of the service's CPU per multi-image request in A/Bs on the development machine
+    (bench/RESULTS.md)."""
+    return _switch(os.environ if env is None else env, ACCESS_LOG_ENV, False)
 
 
 def prediction_tracing(exporter_type: str | None, routes: Sequence[str]) -> dict[str, list[str]]:

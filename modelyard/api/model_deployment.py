@@ -186,6 +186,12 @@ class ModelDeploymentSpec(ApiModel):
         default=None, ge=1, description="Roll back to this revision number (handled once per value)."
     )
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service in front of the replicas.")
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per request (BentoML's access log). Off by default: the service's metrics count "
+        "every request with its status and latency, and the line cost 6-10% of the service's CPU per multi-image "
+        "request in a benchmark.",
+    )
 
 
 class ModelDeploymentPhase(enum.StrEnum):

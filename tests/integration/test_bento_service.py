@@ -31,6 +31,7 @@ from tests.integration.bento_support import (
     total,
     trained_model,
 )
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -223,3 +224,27 @@ def test_a_model_that_fails_its_warm_up_never_becomes_ready(
         refused = httpx.post(f"{service.url}/predict", files={"images": (path.name, path.read_bytes())})
         assert refused.status_code == 503
         assert "cannot serve" in refused.json()["error"]
+
+
+def test_the_access_log_is_off_unless_switched_on(late: LateStart, tmp_path: Path) -> None:
+    # The late service, with the default, has answered /predict (the fixture asked before the model was there).
+    assert late.service.log is not None
+    assert "path=/predict" not in late.service.log.read_text()
+    # Switched on, BentoML writes a line per request; a service without its model answers 503 straight away.
+    log = tmp_path / "service.log"
+    env = {
+        "BENTOML_HOME": str(tmp_path / "home"),
+        "MODELYARD_MODEL_TAG": "absent:v1",
+        "MODELYARD_DEVICE": "cpu",
+        "MODELYARD_ACCESS_LOG": "on",
+    }
+    with ServiceProcess(env, log=log) as service:
+        service.wait_listening(START_TIMEOUT)
+        refused = httpx.post(f"{service.url}/predict", files={"images": ("a.png", b"not read")})
+        assert refused.status_code == 503
+        line = eventually(
+            lambda: next((line for line in log.read_text().splitlines() if "path=/predict" in line), None),
+            what="the access log's line",
+        )
+    assert "method=POST" in line
+    assert "status=503" in line

@@ -24,6 +24,7 @@ from modelyard.bento.settings import (
     Batching,
     Device,
     ServiceSettings,
+    access_log_from_env,
     cpu_budget,
     default_workers,
     limits_from_env,
@@ -118,6 +119,18 @@ def test_predictions_leave_tracing_only_when_no_exporter_would_receive_the_spans
     routes = ["/predict", "/predict_base64"]
     assert prediction_tracing(None, routes) == {"excluded_urls": routes}
     assert prediction_tracing("otlp", routes) == {}  # the user's tracing config stays as it is
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, False), ({"MODELYARD_ACCESS_LOG": "On"}, True), ({"MODELYARD_ACCESS_LOG": "0"}, False)]
+)
+def test_the_access_log_is_off_unless_asked_for(env: dict[str, str], expected: bool) -> None:
+    assert access_log_from_env(env) is expected
+
+
+def test_a_wrong_access_log_switch_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="MODELYARD_ACCESS_LOG='sometimes' must be on or off"):
+        access_log_from_env({"MODELYARD_ACCESS_LOG": "sometimes"})
 
 
 @pytest.mark.parametrize(("content", "expected"), [("max\n", None), ("2147483648\n", 2 * GIB), (None, None)])
