@@ -2,12 +2,14 @@
 # The GPU benchmark set of bench/RESULTS.md in one command, on a machine with one NVIDIA GPU and PyTorch:
 # training throughput (synthetic, the CPU pipeline, the GPU pipeline; each against the proposal's recipe in the same
 # run), then serving (the real Bento service against its model called directly). Figures and logs go to OUTPUT.
+# `profile` runs the service's defaults at 64 and 128 clients with every process's stacks sampled (bench/sampling:
+# py-spy records a handful of samples on the GPU machine), and writes where its CPU goes to OUTPUT/shares.txt.
 #
-#   bash bench/run_gpu.sh OUTPUT [train|serving|all]
+#   bash bench/run_gpu.sh OUTPUT [train|serving|all|profile]
 #
 # Modelyard must be importable (an install, or PYTHONPATH=<checkout> beside its dependencies).
 set -uo pipefail
-out=${1:?usage: bash bench/run_gpu.sh OUTPUT [train|serving|all]}
+out=${1:?usage: bash bench/run_gpu.sh OUTPUT [train|serving|all|profile]}
 what=${2:-all}
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
@@ -45,5 +47,12 @@ if [ "$what" = serving ] || [ "$what" = all ]; then
       --json "$out/serving-${workers}w-graphs-$graphs.json" 2>&1 |
       tee "$out/serving-${workers}w-graphs-$graphs.log" || status=1
   done
+fi
+if [ "$what" = profile ]; then
+  "$python" bench/serving.py --device cuda --backbone resnet50 --clients 64 --client-processes 6 \
+    --images-per-request 16 --deadline 12 --requests 30000 --precision auto --pipeline gpu --workers auto \
+    --max-batch-size 128 --more-clients 128 --sample-stacks "$out/stacks" --json "$out/serving-sampled.json" 2>&1 |
+    tee "$out/serving-sampled.log" || status=1
+  "$python" bench/sampling/shares.py "$out"/stacks/*.txt --top 60 > "$out/shares.txt" || status=1
 fi
 exit "$status"
