@@ -99,7 +99,8 @@ def _env(spec: ModelDeploymentSpec, model_tag: str) -> list[dict[str, str]]:
         {"name": "MODELYARD_MAX_BATCH_SIZE", "value": str(spec.batching.max_batch_size)},
         {"name": "MODELYARD_MAX_LATENCY_MS", "value": str(spec.batching.max_latency_ms)},
         {"name": "MODELYARD_DEVICE", "value": "cuda" if spec.resources.gpu else "cpu"},
-        {"name": "MODELYARD_ACCESS_LOG", "value": "on" if spec.access_log else "off"},
+        # Only when on (the service's default is off): a pod template unchanged by an upgrade rolls out no revision.
+        *([{"name": "MODELYARD_ACCESS_LOG", "value": "on"}] if spec.access_log else []),
         {"name": "BENTOML_HOME", "value": BENTOML_HOME},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
     ]

@@ -193,6 +193,16 @@ def test_gpu_replicas_ask_for_the_gpu_and_run_on_cuda() -> None:
     assert {"name": "MODELYARD_DEVICE", "value": "cuda"} in container["env"]
 
 
+def test_the_access_log_is_switched_on_only_by_the_spec() -> None:
+    def env(body: dict[str, Any]) -> dict[str, str]:
+        deployment = build_deployment(model_deployment(body), ServedRevision(1, "flowers:v9", "img:3"), SETTINGS)
+        return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    # Off is the service's own default, and no variable: an upgrade leaves existing pod templates (and hashes) alone.
+    assert "MODELYARD_ACCESS_LOG" not in env(CASES["minimal"])
+    assert env({**CASES["minimal"], "accessLog": True})["MODELYARD_ACCESS_LOG"] == "on"
+
+
 def test_service_url_names_the_port_only_when_not_80() -> None:
     assert service_url(model_deployment(CASES["minimal"])) == "http://flowers.ml.svc"
     assert service_url(model_deployment(CASES["gpu-fixed"])) == "http://flowers.ml.svc:8080"
