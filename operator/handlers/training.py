@@ -2,8 +2,9 @@
 training_status and promotion; this module only wires them to kopf and the API.
 
 - create / update (spec) / resume: reconcile the children (ConfigMap, Job, headless Service) and the status;
-- every TrainingJob event (the trainer's progress patches too) and every event of a training Job: refresh the status
-  from the Job, and promote once the job has succeeded and its model is known.
+- every TrainingJob event (the trainer's progress patches too) and every event of a training Job whose TrainingJob
+  has been synced once: refresh the status from the Job, and promote once the job has succeeded and its model is
+  known.
 
 Status writes of one TrainingJob are serialised by a lock and always start from a fresh read, so the Job watcher and
 the spec handler never undo each other's conditions. An event that brings nothing the last sync has not seen (the
@@ -120,7 +121,11 @@ def batch_job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not owner or not namespace:
         return
     synced = _synced.get((namespace, owner))
-    if synced is not None and synced.job_version == body.metadata.get("resourceVersion"):
+    if synced is None:
+        # Never synced: the create or resume handler that made (or found) this Job syncs next, or the TrainingJob's
+        # own event does. Syncing here too raced the create handler: whichever came second wrote the status again.
+        return
+    if synced.job_version == body.metadata.get("resourceVersion"):
         return  # the status was synced from exactly this Job (the one just created, for one)
     sync_status(from_memo(memo), namespace, owner)
 
