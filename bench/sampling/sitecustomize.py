@@ -74,15 +74,20 @@ class Sampler:
             now = time.monotonic()
             if now - last_check > 0.1:
                 self.sampling, last_check = self.switch.exists(), now
-            names = {thread.ident: thread.name for thread in threading.enumerate()}
-            for ident, frame in sys._current_frames().items():
+            frames = sys._current_frames()
+            # A thread's ident can be reused by a later thread: forget the clocks of threads that are gone.
+            for gone in clocks.keys() - frames.keys():
+                del clocks[gone]
+                spent.pop(gone, None)
+            names = {thread.ident: thread.name for thread in threading.enumerate()} if self.sampling else {}
+            for ident, frame in frames.items():
                 if ident in (me, main):
                     continue
                 try:
                     if ident not in clocks:
                         clocks[ident] = time.pthread_getcpuclockid(ident)
                     cpu = time.clock_gettime(clocks[ident])
-                except OSError:  # the thread ended
+                except OSError:  # the thread ended since
                     continue
                 before = spent.get(ident, cpu)
                 spent[ident] = cpu
