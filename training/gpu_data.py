@@ -1,10 +1,10 @@
 """The worker side of the gpu input pipeline (`data.pipeline: gpu`): read files, draw augmentation parameters.
 
 DataLoader workers do only what is cheap on a CPU: read each file (a whole JPEG stays encoded; anything else, a
-cut-off JPEG included, is decoded to RGB with PIL, as the cpu path would) and draw the sample's augmentation
-parameters from its sampler seed, so an epoch's order and augmentations do not depend on the number of workers and
-survive a resume. Decoding, cropping and the augmentations themselves run on the training device (gpu_pipeline.py,
-gpu_augment.py).
+cut-off or malformed JPEG included, is decoded to RGB with PIL, as the cpu path would) and draw the sample's
+augmentation parameters from its sampler seed, so an epoch's order and augmentations do not depend on the number of
+workers and survive a resume. Decoding, cropping and the augmentations themselves run on the training device
+(gpu_pipeline.py, gpu_augment.py).
 
 Parameters follow albumentations 2.0.8, the cpu path: a transform fires when `random() < p`; ColorJitter's factors are
 uniform over [max(0, 1 - x), 1 + x] (hue over [-x, x]) and its four steps run in a shuffled order; RandomRotate90
@@ -133,12 +133,47 @@ def pil_rgb(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
-def complete_jpeg(data: bytes) -> bool:
-    """Whether the last scan of a JPEG is followed by its end-of-image marker: a cut-off file's is not. (0xFF in
-    scan data is always escaped, so neither marker occurs there; a thumbnail's come before the main image's.)
-    nvJPEG's hardware decoder does not always notice a truncated file; PIL, the cpu path's judge, does."""
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
+# What may follow 0xFF from a JPEG's first scan to its end: a stuffed zero or fill byte inside a scan, a restart
+# marker; between the scans of a progressive or multi-scan file, tables, a restart interval, a line count, comments,
+# application data and the next scan. Any other marker there is one a decoder must refuse.
+_SCAN_MARKERS = np.zeros(256, dtype=bool)
+_SCAN_MARKERS[[0x00, 0xFF, *range(0xD0, 0xD8), 0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xFE, *range(0xE0, 0xF0)]] = True
+# Markers without a length after them.
+_STANDALONE = frozenset([0x01, 0xD8, *range(0xD0, 0xD8)])
+
+
+def _first_scan(data: bytes) -> int:
+    """Where the main image's first scan starts, found by walking the segments from the start, so that a thumbnail's
+    markers (inside an APP1 segment) are skipped with it; -1 when the segments lead nowhere."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return -1
+        marker = data[position + 1]
+        if marker == 0xDA:
+            return position
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+        elif marker in _STANDALONE:
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return -1
+
+
+def whole_jpeg(data: bytes) -> bool:
+    """Whether a JPEG may go to the device's decoder, which must then fail where PIL (the cpu path's judge) would:
+    its segments lead to a scan, the scans end with the end-of-image marker (a cut-off file's do not, and nvJPEG
+    does not always notice), and no marker among the scans is one a decoder must refuse (nvJPEG returned pixels for
+    a reserved marker inside the scan data, which PIL and libjpeg-turbo refuse: bench/RESULTS.md, 2026-12-02). 0xFF
+    inside scan data is always stuffed, so the check cannot mistake data for a marker; the rare false alarm, a 0xFF
+    inside a table between scans, only costs a decode with PIL in the worker."""
+    first = _first_scan(data)
+    end = data.find(b"\xff\xd9", first) if first >= 0 else -1
+    if end < 0:
+        return False
+    scans = np.frombuffer(data, dtype=np.uint8, count=end - first, offset=first)
+    return bool(_SCAN_MARKERS[scans[1:][scans[:-1] == 0xFF]].all())
 
 
 class EncodedItem(NamedTuple):
@@ -171,9 +206,9 @@ class EncodedDataset(Dataset[EncodedItem]):
 
 def _encoded(path: Path) -> torch.Tensor:
     """A whole JPEG's bytes (1-D uint8) for the device's decoder; anything else decoded here, CHW uint8. Raises what
-    PIL raises for a file it cannot read (a cut-off JPEG included)."""
+    PIL raises for a file it cannot read (a JPEG that is not `whole_jpeg` included)."""
     raw = path.read_bytes()
-    if raw.startswith(JPEG_MAGIC) and complete_jpeg(raw):
+    if raw.startswith(JPEG_MAGIC) and whole_jpeg(raw):
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     return pil_rgb(raw)
 

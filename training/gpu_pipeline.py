@@ -30,8 +30,8 @@ from modelyard.training.gpu_data import (
     EncodedBatch,
     EncodedDataset,
     collate_encoded,
-    complete_jpeg,
     pil_rgb,
+    whole_jpeg,
 )
 
 # torchvision 0.29 deprecates its image decoders for TorchCodec's; the GPU image's 0.26 does not. Same API in both.
@@ -85,15 +85,15 @@ def decode_images(
 ) -> tuple[list[torch.Tensor | None], list[str]]:
     """Each item (encoded bytes 1-D, or CHW uint8 pixels) as CHW uint8 on `device`, None where it cannot be decoded,
     and one error per item ('' where it decoded). Whole JPEGs go through one batched call (when that fails, one by
-    one to find the bad ones); anything else, a cut-off JPEG included, through PIL on the host. `checked`: the bytes
-    are whole JPEGs already (the workers saw to it)."""
+    one to find the bad ones); anything else, a JPEG that is not `whole_jpeg` included, through PIL on the host.
+    `checked`: the bytes are whole JPEGs already (the workers saw to it)."""
     images: list[torch.Tensor | None] = [None] * len(items)
     errors = [""] * len(items)
     jpegs = []
     for index, item in enumerate(items):
         if item.ndim == 3:
             images[index] = to_device(item, device)
-        elif checked or (bytes(item[:3].tolist()) == JPEG_MAGIC and complete_jpeg(item.numpy().tobytes())):
+        elif checked or (bytes(item[:3].tolist()) == JPEG_MAGIC and whole_jpeg(item.numpy().tobytes())):
             jpegs.append(index)
         else:
             images[index], errors[index] = _pil(item, device)
