@@ -76,3 +76,20 @@ def test_a_bad_upload_is_refused_with_its_reason(input_model: Any, data: bytes, 
     assert error["type"] == reason
     assert message in error["msg"]
     assert error["loc"] == ("images", 1)
+
+
+def test_each_api_caller_is_built_once_per_service_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BentoML's descriptor would build a new caller, signature inspection included, at every lookup: twice a
+    request. The instance keeps one per API, and it still calls the API's own function."""
+    from modelyard.bento import service
+
+    apis = cast(Any, service.ImageClassifier).apis
+    assert set(service.PREDICTION_APIS) == set(apis)
+    monkeypatch.setenv("MODELYARD_MODEL_TAG", "nothing:here")
+    monkeypatch.setattr(service.ModelLoader, "start", lambda self: None)  # no model to load here
+    instance = cast(Any, service.ImageClassifier).inner()
+    for name in service.PREDICTION_APIS:
+        caller = getattr(instance, name)
+        assert getattr(instance, name) is caller
+        assert caller.local.func is apis[name].func
+        assert caller.local is getattr(instance, name).local
