@@ -54,7 +54,6 @@ WORKERS = workers_from_env()
 ACCESS_LOG = access_log_from_env()
 FILE_FIELD = "images"
 PREDICTION_ROUTES = {"/predict": "multipart/form-data", "/predict_base64": "application/json"}
-PREDICTION_APIS = ("predict", "predict_base64")
 # BentoML has loaded its configuration (BENTOML_CONFIG) by the time it imports the service, in every process.
 TRACING = prediction_tracing(BentoMLContainer.config.tracing.exporter_type.get(), list(PREDICTION_ROUTES))
 # Requests one worker takes at once; more get a 429. BentoML divides the service's max_concurrency among its workers,
@@ -146,7 +145,7 @@ class ImageClassifier:
         # an API up twice per request: 5% of a worker's event loop on the H200 (bench/RESULTS.md, 2026-12-02). It is a
         # non-data descriptor, so an attribute of the instance shadows it; the app calls only the caller's `.local`,
         # which is the same function each time. (Our own code never calls its APIs through BentoML's self-proxy.)
-        for name in PREDICTION_APIS:
+        for name in cast(Any, ImageClassifier).apis:
             setattr(self, name, getattr(self, name))
 
     def _serve(self, classifier: Classifier) -> None:

@@ -84,12 +84,11 @@ def test_each_api_caller_is_built_once_per_service_instance(monkeypatch: pytest.
     from modelyard.bento import service
 
     apis = cast(Any, service.ImageClassifier).apis
-    assert set(service.PREDICTION_APIS) == set(apis)
+    assert set(apis) == {"predict", "predict_base64"}
     monkeypatch.setenv("MODELYARD_MODEL_TAG", "nothing:here")
     monkeypatch.setattr(service.ModelLoader, "start", lambda self: None)  # no model to load here
     instance = cast(Any, service.ImageClassifier).inner()
-    for name in service.PREDICTION_APIS:
+    for name in apis:
         caller = getattr(instance, name)
         assert getattr(instance, name) is caller
         assert caller.local.func is apis[name].func
-        assert caller.local is getattr(instance, name).local
