@@ -73,12 +73,17 @@ class Measurement:
 
 
 class SyntheticBatches:
-    """The same random batch over and over: the model's speed without any input pipeline."""
+    """The same random batch over and over, already on the device in the recipe's memory format: the model's speed
+    without any input pipeline (issue 9's definition). The step's own copy then costs nothing; a batch kept on the
+    host took 2.8 ms of each 41 ms step on the H200 copying 154 MB of fp32."""
 
-    def __init__(self, batch_size: int, image_size: int, classes: int, steps: int, pin: bool) -> None:
-        images = torch.randn(batch_size, 3, image_size, image_size)
-        labels = torch.randint(0, classes, (batch_size,))
-        self.batch = Batch(images.pin_memory() if pin else images, labels.pin_memory() if pin else labels, [])
+    def __init__(
+        self, batch_size: int, image_size: int, classes: int, steps: int, device: torch.device, channels_last: bool
+    ) -> None:
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        images = torch.randn(batch_size, 3, image_size, image_size, device=device)
+        labels = torch.randint(0, classes, (batch_size,), device=device)
+        self.batch = Batch(images.contiguous(memory_format=memory_format), labels, [])
         self.steps = steps
 
     def __len__(self) -> int:
@@ -129,10 +134,9 @@ def measure(
     )  # fmt: skip
     # The trainer's own preparation: device, memory format, optimizer, cuDNN autotuning, DDP wrap, compile.
     trainee, precision = prepare_trainee(build_model(spec), training, context, args.steps + args.warmup)
-    pin = device.type == "cuda"
     if data == "synthetic":
         loaders: list[Any] = [
-            SyntheticBatches(recipe.batch_size, args.image_size, args.classes, steps, pin)
+            SyntheticBatches(recipe.batch_size, args.image_size, args.classes, steps, device, recipe.channels_last)
             for steps in (args.warmup, args.steps)
         ]
     else:
