@@ -7,7 +7,8 @@
 set -u
 out=${1:?usage: serving_ab.sh OUT NAME:CHECKOUT:DECODE_THREADS...}
 shift
-mkdir -p "$out"
+# Absolute, since each run writes its JSON from inside its checkout.
+out=$(mkdir -p "$out" && cd "$out" && pwd)
 for run in "$@"; do
   IFS=: read -r name checkout threads <<< "$run"
   extra=()
