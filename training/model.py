@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Self
 from urllib.parse import unquote, urlparse
 
 import torch
@@ -21,6 +22,31 @@ from modelyard.training.errors import ConfigError
 
 class WeightsNotFoundError(ConfigError, FileNotFoundError):
     """The pretrained backbone weights are not on disk where the spec says (or in the torchvision cache)."""
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm2d that always normalises with its stored statistics and is never trained: `train()` leaves it in
+    eval mode. Unlike torchvision's FrozenBatchNorm2d it keeps BatchNorm2d's state dict, so a model trained with it
+    loads into the plain network that serving builds, and vice versa."""
+
+    def __init__(self, source: nn.BatchNorm2d) -> None:
+        super().__init__(source.num_features, eps=source.eps, momentum=source.momentum, affine=source.affine)
+        self.load_state_dict(source.state_dict())
+        self.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> Self:
+        return super().train(False)
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm2d replaced by a FrozenBatchNorm2d holding the same values (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, FrozenBatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child))
+        else:
+            freeze_batch_norm(child)
+    return module
 
 
 class AttentionClassifier(nn.Module):
@@ -103,6 +129,8 @@ def build_model(spec: ModelSpec, *, load_pretrained: bool = True) -> AttentionCl
     features = nn.Sequential(
         OrderedDict((name, child) for name, child in resnet.named_children() if name not in ("avgpool", "fc"))
     )
+    if spec.freeze_batch_norm:
+        freeze_batch_norm(features)
     return AttentionClassifier(features, feature_channels, spec)
 
 

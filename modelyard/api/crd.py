@@ -26,7 +26,12 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "self.hiddenDim % self.attentionHeads == 0",
             "message": "hiddenDim must be a multiple of attentionHeads",
             "fieldPath": ".hiddenDim",
-        }
+        },
+        {
+            "rule": "!self.freezeBatchNorm || self.pretrained",
+            "message": "freezeBatchNorm needs pretrained",
+            "fieldPath": ".freezeBatchNorm",
+        },
     ],
     "ReplicasSpec": [{"rule": "self.min <= self.max", "message": "min must not exceed max", "fieldPath": ".min"}],
     "ModelRef": [

@@ -61,6 +61,12 @@ def test_hidden_dim_must_divide_by_heads() -> None:
     assert ModelSpec(hidden_dim=96, attention_heads=8).hidden_dim == 96
 
 
+def test_frozen_batch_norm_needs_pretrained_weights() -> None:
+    with pytest.raises(ValidationError, match=r"model\.freezeBatchNorm needs model\.pretrained"):
+        ModelSpec(freeze_batch_norm=True, pretrained=False)
+    assert ModelSpec(freeze_batch_norm=True).freeze_batch_norm
+
+
 def test_replicas_min_above_max_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"replicas.min \(5\) must not exceed replicas.max \(2\)"):
         ReplicasSpec(min=5, max=2)

@@ -142,6 +142,10 @@ INVALID = [
         _with(_with(TRAINING_JOB, "spec.model.hiddenDim", 500), "spec.model.attentionHeads", 8),
         'spec.model.hiddenDim: Invalid value: "object": hiddenDim must be a multiple of attentionHeads',
     ),
+    (
+        _with(_with(TRAINING_JOB, "spec.model.freezeBatchNorm", True), "spec.model.pretrained", False),
+        'spec.model.freezeBatchNorm: Invalid value: "object": freezeBatchNorm needs pretrained',
+    ),
     (_with(TRAINING_JOB, "spec.resources.memory", "lots"), 'spec.resources.memory: Invalid value: "lots"'),
     (_with(TRAINING_JOB, "spec.data.path", _DELETE), "spec.data.path: Required value"),
     (_with(TRAINING_JOB, "spec.output", _DELETE), "spec.output: Required value"),

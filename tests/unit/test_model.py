@@ -10,7 +10,13 @@ import torchvision
 
 from modelyard.api.training_job import ModelSpec
 from modelyard.training.errors import ConfigError
-from modelyard.training.model import WeightsNotFoundError, build_model, resolve_weights, weights_candidates
+from modelyard.training.model import (
+    FrozenBatchNorm2d,
+    WeightsNotFoundError,
+    build_model,
+    resolve_weights,
+    weights_candidates,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +114,51 @@ def test_serving_builds_without_looking_for_pretrained_weights(tmp_path: Path, m
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     model = build_model(_spec(pretrained=True), load_pretrained=False)  # no file anywhere, and no error
     assert model.classifier.out_features == _spec().num_classes
+
+
+def _pretrained_file(path: Path) -> Path:
+    """resnet18 weights whose BatchNorm layers hold statistics and scales other than a fresh network's."""
+    torch.manual_seed(5)
+    resnet = torchvision.models.resnet18(weights=None)
+    for module in resnet.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    torch.save(resnet.state_dict(), path)
+    return path
+
+
+def test_frozen_batch_norm_keeps_the_pretrained_values_through_a_training_step(tmp_path: Path) -> None:
+    spec = _spec(pretrained=True, weights=str(_pretrained_file(tmp_path / "r18.pth")), freezeBatchNorm=True,
+                 hiddenDim=32, attentionHeads=4)  # fmt: skip
+    model = build_model(spec).train()
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    assert len(norms) == 20
+    assert all(isinstance(module, FrozenBatchNorm2d) for module in norms)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert not any(".bn" in key or "downsample.1" in key or key.startswith("features.1.") for key in changed)
+    assert "features.conv1.weight" in changed
+    assert "classifier.weight" in changed
+    assert not any(module.training for module in norms)  # model.train() left them normalising with stored values
+
+
+def test_a_model_trained_with_frozen_batch_norm_loads_into_the_plain_network(tmp_path: Path) -> None:
+    frozen = build_model(_spec(pretrained=True, weights=str(_pretrained_file(tmp_path / "r18.pth")),
+                               freezeBatchNorm=True, hiddenDim=32, attentionHeads=4))  # fmt: skip
+    plain = build_model(_spec(hiddenDim=32, attentionHeads=4), load_pretrained=False)
+    plain.load_state_dict(frozen.state_dict())  # strict: the same keys, num_batches_tracked included
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(images), frozen.eval()(images))
+        # In train mode only dropout differs: with it off, a frozen network computes what it serves (up to the
+        # rounding of attention's inference fast path).
+        frozen.dropout.p = 0.0
+        torch.testing.assert_close(frozen.train()(images), plain(images))

@@ -4,7 +4,8 @@
 
 A variant is DATA:MODE. DATA: synthetic (one random batch, the model alone) or gpu (the gpu pipeline on 14,336
 photo-like 320x320 JPEGs, 14 workers). MODE: default (the trainer's torch.compile), cdt (the same with Inductor's
-coordinate-descent tuning of its Triton kernels), graphs (mode="reduce-overhead": CUDA graphs). Each variant compiles
+coordinate-descent tuning of its Triton kernels), graphs (mode="reduce-overhead": CUDA graphs), frozen
+(model.freezeBatchNorm on calibrated random weights, added for 2026-12-02-h200-e). Each variant compiles
 the proposal's model (bf16, channels_last, batch 256) through the trainer's prepare_trainee, runs 15 warm-up steps,
 times 40, then records 5 with torch.profiler and sums the GPU kernel time by kind.
 """
@@ -59,8 +60,13 @@ def run(variant: str, context: distributed.Distributed, jpegs: Path) -> None:
         torch.compile = lambda model, **_: original(model, mode="reduce-overhead")  # type: ignore[assignment]
     try:
         training = TrainingSpec(batch_size=BATCH, warmup_epochs=0, log_every_steps=10**6, precision=Precision.AUTO,
-                                channels_last=True, compile=True)  # fmt: skip
-        spec = ModelSpec(backbone="resnet50", pretrained=False, num_classes=CLASSES)
+                                channels_last=True, compile=True,
+                                learning_rate=1e-5 if mode == "frozen" else 1e-3)  # fmt: skip
+        if mode == "frozen":  # the benchmark's stand-in for pretrained weights, and its rate (see there)
+            weights = tt.write_backbone_weights(jpegs.parent / "backbone.pth", "resnet50", SIZE, context.device)
+            spec = ModelSpec(backbone="resnet50", weights=str(weights), num_classes=CLASSES, freeze_batch_norm=True)
+        else:
+            spec = ModelSpec(backbone="resnet50", pretrained=False, num_classes=CLASSES)
         started = time.perf_counter()
         trainee, _ = prepare_trainee(build_model(spec), training, context, 1000)
     finally:
