@@ -7,7 +7,8 @@
 #
 #   bash bench/run_gpu.sh OUTPUT [train|serving|all|profile]
 #
-# Modelyard must be importable (an install, or PYTHONPATH=<checkout> beside its dependencies).
+# Modelyard must be importable (an install, or PYTHONPATH=<checkout> beside its dependencies; the GPU machine lacks
+# some of them, and bench/gpu_wheels.sh carries them there).
 set -uo pipefail
 out=${1:?usage: bash bench/run_gpu.sh OUTPUT [train|serving|all|profile]}
 what=${2:-all}
