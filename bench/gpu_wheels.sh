@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The GPU machine's image has PyTorch, torchvision and the scientific stack but not Modelyard's other dependencies
-# (pydantic, albumentations, BentoML: seen missing on 2026-12-05), and it reaches no package registry. This carries
-# them there as wheels.
+# The GPU machine's image has PyTorch and torchvision but not all of Modelyard's other dependencies (pydantic was
+# missing on 2026-12-05), and it reaches no package registry. This carries them there as wheels.
 #
 #   bash bench/gpu_wheels.sh prepare [EXTRA_WHEEL...]   # here: resolve modelyard[training,serving] for CPython 3.12
 #                                                      # on x86-64 Linux and download into .whl/ (git-ignored)
@@ -9,7 +8,8 @@
 #                                                      # distributions it lacks, then check the imports
 #
 # Torch and torchvision stay the machine's own (2.11 / 0.26); so do the large wheels named in SKIP, which its image
-# brings (override SKIP to carry them too, within the 64 MiB a call may carry).
+# is expected to bring (not checked yet: `install` ends by importing them; override SKIP to carry what it lacks,
+# within the 64 MiB a call may carry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SKIP=${SKIP:-"torch torchvision numpy scipy scikit-learn pillow opencv-python-headless"}
