@@ -10,12 +10,12 @@ import torch
 import torchvision
 
 from modelyard.api.training_job import Normalization
-from modelyard.training.config import RunContext, load_config
+from modelyard.training.config import load_config
 from modelyard.training.data import read_rgb
 from modelyard.training.export import load_from_store
 from modelyard.training.trainer import run_training
 from modelyard.training.transforms import eval_transform
-from tests.integration.train_support import IMAGE_SIZE, digits, write_config
+from tests.integration.train_support import IMAGE_SIZE, digits, in_process_run, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,14 +48,7 @@ def test_frozen_batch_norm_trains_everything_but_the_norms(
         training={"epochs": 1, "maxStepsPerEpoch": 20},
     )  # fmt: skip
     config = load_config(job)
-    run = RunContext(
-        job_name="frozen-bn",
-        job_namespace="ml",
-        checkpoint_dir=tmp_path / "ckpt",
-        store_dir=tmp_path / "store",
-        metrics_port=0,
-        status_reporting=False,
-    )
+    run = in_process_run(tmp_path, "frozen-bn")
     result = run_training(config, run)
     assert result.model is not None
     assert result.model_tag is not None

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from modelyard.training.config import RunContext, load_config
+from modelyard.training.config import load_config
 from modelyard.training.data import read_rgb
 from modelyard.training.export import load_from_store
 from modelyard.training.trainer import run_training
 from modelyard.training.transforms import eval_transform
-from tests.integration.train_support import digits, write_config
+from tests.integration.train_support import digits, in_process_run, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,14 +25,7 @@ def test_the_stored_model_predicts_what_the_trained_one_does(
     config = load_config(
         write_config(tmp_path / "job.yaml", dataset.train, tmp_path, training={"epochs": 1, "maxStepsPerEpoch": 8})
     )
-    run = RunContext(
-        job_name="store-test",
-        job_namespace="ml",
-        checkpoint_dir=tmp_path / "ckpt",
-        store_dir=tmp_path / "store",
-        metrics_port=0,
-        status_reporting=False,
-    )
+    run = in_process_run(tmp_path, "store-test")
     result = run_training(config, run)
     assert result.model is not None
     assert result.model_tag is not None

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from modelyard.training.config import RunContext
 from modelyard.training.datasets import WrittenDataset, write_dataset
 
 IMAGE_SIZE = 32
@@ -65,6 +66,19 @@ def write_config(path: Path, data_path: Path, work: Path, **sections: Any) -> Pa
     }
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+def in_process_run(work: Path, job_name: str) -> RunContext:
+    """The RunContext of a training run in this process: checkpoints and store under `work`, no metrics server, no
+    status reporting."""
+    return RunContext(
+        job_name=job_name,
+        job_namespace="ml",
+        checkpoint_dir=work / "ckpt",
+        store_dir=work / "store",
+        metrics_port=0,
+        status_reporting=False,
+    )
 
 
 def trainer_env(**extra: str) -> dict[str, str]:
