@@ -40,7 +40,7 @@ def nvimgcodec_decoder(kinds: list[str]) -> Callable[[list[torch.Tensor]], list[
     backends = [nvimgcodec.Backend(getattr(nvimgcodec.BackendKind, kind)) for kind in kinds]
     codec = gpu_pipeline._NvImageCodec(
         nvimgcodec.Decoder(device_id=0, backends=backends),
-        nvimgcodec.DecodeParams(color_spec=nvimgcodec.ColorSpec.RGB, apply_exif_orientation=False),
+        nvimgcodec.DecodeParams(color_spec=nvimgcodec.ColorSpec.SRGB, apply_exif_orientation=False),
         nvimgcodec.CodeStream,
     )
     device = torch.device("cuda", 0)
