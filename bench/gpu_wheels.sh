@@ -8,7 +8,7 @@
 #                                                      # distributions it lacks, then check the imports
 #
 # Torch and torchvision stay the machine's own (2.11 / 0.26); so do the large wheels named in SKIP, which its image
-# brings (seen on an H100 machine on 2026-12-05: NumPy, SciPy, Pillow and OpenCV 5.0 were there, and 47 of the
+# brings (seen on an H100 machine on 2026-12-05: NumPy, SciPy, Pillow and OpenCV 5.0 were there, and most of the
 # carried wheels, pydantic, BentoML and albumentations among them, were not; scikit-learn was not checked). `install`
 # ends by importing them; override SKIP to carry what a machine lacks, within the 64 MiB a call may carry.
 set -euo pipefail
