@@ -60,8 +60,7 @@ class ModelSpec(ApiModel):
             "Keep the backbone's BatchNorm layers as pretrained: they normalise with the stored ImageNet statistics "
             "and their scales and shifts are not trained, as detection fine-tuning does. A step then computes no "
             "batch statistics (1.35x the images/s of ResNet-50 on an H200, half the memory) and does not depend on the "
-            "per-GPU batch size. "
-            "Needs pretrained."
+            "per-GPU batch size. Needs pretrained."
         ),
     )
 

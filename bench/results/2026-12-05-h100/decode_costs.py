@@ -31,7 +31,8 @@ device = torch.device("cuda", 0)
 stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
 
 
-def timed(name: str, decode: Callable[[list[torch.Tensor]], Any], batches: list[list[torch.Tensor]]) -> Any:
+def per_batch(decode: Callable[[list[torch.Tensor]], Any], batches: list[list[torch.Tensor]]) -> tuple[str, Any]:
+    """Two batches to warm up, then all of them timed on `stream`: the figures as one line, and the last output."""
     with torch.cuda.stream(stream):
         for batch in batches[:2]:
             decode(batch)
@@ -42,12 +43,25 @@ def timed(name: str, decode: Callable[[list[torch.Tensor]], Any], batches: list[
         torch.cuda.synchronize()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     per = len(batches)
-    print(
-        f"{name:55s} {per * BATCH / wall:8.0f} img/s  wall {wall / per * 1e3:6.2f} ms  "
-        f"cpu {cpu / per * 1e3:6.2f} ms per batch",
-        flush=True,
+    figures = (
+        f"{per * BATCH / wall:8.0f} img/s  wall {wall / per * 1e3:6.2f} ms  cpu {cpu / per * 1e3:6.2f} ms per batch"
     )
+    return figures, out
+
+
+def timed(name: str, decode: Callable[[list[torch.Tensor]], Any], batches: list[list[torch.Tensor]]) -> Any:
+    figures, out = per_batch(decode, batches)
+    print(f"{name:55s} {figures}", flush=True)
     return out
+
+
+def jpeg_batches(images: int) -> tuple[list[bytes], list[list[torch.Tensor]]]:
+    """`images` photo-like 320 px JPEGs: their bytes, and whole batches of them as pinned tensors."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = train_throughput.write_jpeg_folder(Path(scratch), images, 10, 320)
+        raw = [path.read_bytes() for path in sorted(root.rglob("*.jpg"))]
+    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8).pin_memory() for data in raw]
+    return raw, [encoded[start : start + BATCH] for start in range(0, len(encoded) - BATCH + 1, BATCH)]
 
 
 def chw(image: Any, *, dlpack: bool) -> torch.Tensor:
@@ -56,11 +70,7 @@ def chw(image: Any, *, dlpack: bool) -> torch.Tensor:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        root = train_throughput.write_jpeg_folder(Path(scratch), 4096, 10, 320)
-        raw = [path.read_bytes() for path in sorted(root.rglob("*.jpg"))]
-    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8).pin_memory() for data in raw]
-    batches = [encoded[start : start + BATCH] for start in range(0, len(encoded) - BATCH + 1, BATCH)]
+    _, batches = jpeg_batches(4096)
     params = nvimgcodec.DecodeParams(color_spec=nvimgcodec.ColorSpec.SRGB, apply_exif_orientation=False)
     hardware = [nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY)]
 

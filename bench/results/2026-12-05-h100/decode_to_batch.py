@@ -9,56 +9,31 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-import tempfile
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/
-os.environ.pop("MODELYARD_JPEG_DECODER", None)  # decode_jpegs must be torchvision's here
-import train_throughput
+from decode_costs import device, jpeg_batches, per_batch, stream  # beside this file
 from nvidia import nvimgcodec  # type: ignore[import-not-found]
+from PIL import Image
 
 from modelyard.training import gpu_pipeline
 
-BATCH = 256
-device = torch.device("cuda", 0)
-stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+os.environ.pop("MODELYARD_JPEG_DECODER", None)  # decode_jpegs must be torchvision's here (read at each call)
 
 
 def timed(name: str, decode: Callable[[list[torch.Tensor]], torch.Tensor], batches: list[list[torch.Tensor]],
           pil: torch.Tensor) -> None:  # fmt: skip
+    figures, _ = per_batch(decode, batches)
     with torch.cuda.stream(stream):
-        for batch in batches[:2]:
-            decode(batch)
-        torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        for batch in batches:
-            decode(batch)
-        torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         first = decode(batches[0])[: len(pil)].cpu()
     diff = (first.float() - pil.float()).abs()
-    per = len(batches)
-    print(
-        f"{name:48s} {per * BATCH / wall:8.0f} img/s  wall {wall / per * 1e3:6.2f} ms  cpu {cpu / per * 1e3:6.2f} ms "
-        f"per batch  vs PIL: mean|Δ| {diff.mean():.3f} max|Δ| {int(diff.max())}",
-        flush=True,
-    )
+    print(f"{name:48s} {figures}  vs PIL: mean|Δ| {diff.mean():.3f} max|Δ| {int(diff.max())}", flush=True)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        root = train_throughput.write_jpeg_folder(Path(scratch), 2560, 10, 320)
-        raw = [path.read_bytes() for path in sorted(root.rglob("*.jpg"))]
-    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8).pin_memory() for data in raw]
-    batches = [encoded[start : start + BATCH] for start in range(0, len(encoded) - BATCH + 1, BATCH)]
+    raw, batches = jpeg_batches(2560)
     pil = torch.stack(
         [torch.from_numpy(np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")).transpose(2, 0, 1).copy())
          for i in range(16)]
