@@ -116,8 +116,9 @@ def prepare_trainee(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     wrapped = wrap_model(model, context)
+    compiled = torch.compile(wrapped, mode=compile_mode(training)) if training.compile else wrapped
     trainee = Trainee(
-        model=torch.compile(wrapped) if training.compile else wrapped,  # type: ignore[arg-type]
+        model=compiled,  # type: ignore[arg-type]
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, training, steps_per_epoch),
         scaler=make_scaler(precision, device),
@@ -127,6 +128,12 @@ def prepare_trainee(
         channels_last=training.channels_last,
     )
     return trainee, precision
+
+
+def compile_mode(training: TrainingSpec) -> str | None:
+    """torch.compile's mode for the recipe: reduce-overhead is the one that replays CUDA graphs (on a CPU it compiles
+    as the default mode does)."""
+    return "reduce-overhead" if training.cuda_graphs else None
 
 
 class BatchSource(Protocol):

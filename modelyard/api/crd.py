@@ -33,6 +33,14 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".freezeBatchNorm",
         },
     ],
+    "TrainingSpec": [
+        {"rule": "!self.cudaGraphs || self.compile", "message": "cudaGraphs needs compile", "fieldPath": ".cudaGraphs"},
+        {
+            "rule": "!self.cudaGraphs || self.gradientAccumulationSteps == 1",
+            "message": "cudaGraphs needs gradientAccumulationSteps 1",
+            "fieldPath": ".cudaGraphs",
+        },
+    ],
     "ReplicasSpec": [{"rule": "self.min <= self.max", "message": "min must not exceed max", "fieldPath": ".min"}],
     "ModelRef": [
         {

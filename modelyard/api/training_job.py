@@ -138,6 +138,16 @@ class TrainingSpec(ApiModel):
         description="auto: bf16 on GPUs that support it, else fp32. fp16 uses a gradient scaler.",
     )
     compile: bool = Field(default=False, description="torch.compile the model.")
+    cuda_graphs: bool = Field(
+        default=False,
+        description=(
+            "Replay the compiled forward and backward passes from CUDA graphs (torch.compile's reduce-overhead "
+            "mode): one replay instead of hundreds of kernel launches per step, the same weights to the bit. "
+            "Worth it when the host is the limit (small models or batches); ResNet-50 at batch 256 on an H100 "
+            "gained 3%. Needs compile and gradientAccumulationSteps 1: with accumulation, PyTorch 2.11's replays "
+            "overwrite tensors the previous micro-batch still needs and the step fails. No effect on a CPU."
+        ),
+    )
     channels_last: bool = Field(default=True, description="Use the channels_last memory format.")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="Early stopping.")
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of every random generator.")
@@ -145,6 +155,15 @@ class TrainingSpec(ApiModel):
     max_steps_per_epoch: int | None = Field(
         default=None, ge=1, description="Cap on optimizer steps per epoch (smoke runs and benchmarks)."
     )
+
+    @model_validator(mode="after")
+    def _cuda_graphs_need_compile_and_no_accumulation(self) -> Self:
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("training.cudaGraphs needs training.compile: the graphs are torch.compile's")
+        if self.cuda_graphs and self.gradient_accumulation_steps > 1:
+            # The next micro-batch's replay frees the gradients the last one left in the graphs' pool.
+            raise ValueError("training.cudaGraphs needs training.gradientAccumulationSteps 1")
+        return self
 
 
 class ClassBalancing(enum.StrEnum):

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from modelyard.api import ModelDeploymentSpec, TrainingJobSpec
 from modelyard.api.model_deployment import ModelRef, ReplicasSpec
-from modelyard.api.training_job import Backbone, ModelSpec, Optimizer, Scheduler
+from modelyard.api.training_job import Backbone, ModelSpec, Optimizer, Scheduler, TrainingSpec
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +65,14 @@ def test_frozen_batch_norm_needs_pretrained_weights() -> None:
     with pytest.raises(ValidationError, match=r"model\.freezeBatchNorm needs model\.pretrained"):
         ModelSpec(freeze_batch_norm=True, pretrained=False)
     assert ModelSpec(freeze_batch_norm=True).freeze_batch_norm
+
+
+def test_cuda_graphs_need_compile_and_one_micro_batch_per_step() -> None:
+    with pytest.raises(ValidationError, match=r"training\.cudaGraphs needs training\.compile"):
+        TrainingSpec(cuda_graphs=True)
+    with pytest.raises(ValidationError, match=r"training\.cudaGraphs needs training\.gradientAccumulationSteps 1"):
+        TrainingSpec(cuda_graphs=True, compile=True, gradient_accumulation_steps=2)
+    assert TrainingSpec(cuda_graphs=True, compile=True).cuda_graphs
 
 
 def test_replicas_min_above_max_is_refused() -> None:

@@ -113,6 +113,11 @@ def test_defaults_are_filled_in_as_the_server_would() -> None:
     assert spec["training"]["learningRate"] == pytest.approx(1e-3)
 
 
+def test_cuda_graphs_with_compile_and_no_accumulation_are_admitted() -> None:
+    training = admit(_with(TRAINING_JOB, "spec.training", {"cudaGraphs": True, "compile": True}))["spec"]["training"]
+    assert (training["cudaGraphs"], training["compile"], training["gradientAccumulationSteps"]) == (True, True, 1)
+
+
 def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     document = copy.deepcopy(base)
     *parents, leaf = path.split(".")
@@ -145,6 +150,18 @@ INVALID = [
     (
         _with(_with(TRAINING_JOB, "spec.model.freezeBatchNorm", True), "spec.model.pretrained", False),
         'spec.model.freezeBatchNorm: Invalid value: "object": freezeBatchNorm needs pretrained',
+    ),
+    (
+        _with(TRAINING_JOB, "spec.training.cudaGraphs", True),
+        'spec.training.cudaGraphs: Invalid value: "object": cudaGraphs needs compile',
+    ),
+    (
+        _with(
+            _with(TRAINING_JOB, "spec.training", {"cudaGraphs": True, "compile": True}),
+            "spec.training.gradientAccumulationSteps",
+            4,
+        ),
+        'spec.training.cudaGraphs: Invalid value: "object": cudaGraphs needs gradientAccumulationSteps 1',
     ),
     (_with(TRAINING_JOB, "spec.resources.memory", "lots"), 'spec.resources.memory: Invalid value: "lots"'),
     (_with(TRAINING_JOB, "spec.data.path", _DELETE), "spec.data.path: Required value"),
