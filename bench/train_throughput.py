@@ -57,6 +57,7 @@ class Recipe:
     compile: bool
     batch_size: int
     freeze_batch_norm: bool = False
+    cuda_graphs: bool = False
 
 
 @dataclass
@@ -160,6 +161,7 @@ def measure(
     training = TrainingSpec(
         batch_size=recipe.batch_size, learning_rate=learning_rate, warmup_epochs=0, log_every_steps=10**6,
         precision=recipe.precision, channels_last=recipe.channels_last, compile=recipe.compile,
+        cuda_graphs=recipe.cuda_graphs,
     )  # fmt: skip
     # The trainer's own preparation: device, memory format, optimizer, cuDNN autotuning, DDP wrap, compile.
     trainee, precision = prepare_trainee(build_model(spec), training, context, args.steps + args.warmup)
@@ -240,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Also measure Modelyard's recipe with model.freezeBatchNorm (on calibrated random backbone weights).",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="Also measure Modelyard's compiled recipe with training.cudaGraphs (needs --compile).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the measurements here.")
     parser.add_argument(
         "--recipes", choices=["both", "baseline", "modelyard"], default="both", help="Which recipes to measure."
@@ -266,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         modelyard = recipes[1]
         recipes.append(Recipe(**{**asdict(modelyard), "name": modelyard.name[:-1] + ", frozen BatchNorm)",
                                  "freeze_batch_norm": True}))  # fmt: skip
+    if args.cuda_graphs:
+        if not args.compile:
+            parser.error("--cuda-graphs needs --compile: the graphs are torch.compile's")
+        modelyard = recipes[1]
+        recipes.append(Recipe(**{**asdict(modelyard), "name": modelyard.name[:-1] + ", CUDA graphs)",
+                                 "cuda_graphs": True}))  # fmt: skip
     recipes = {"both": recipes, "baseline": recipes[:1], "modelyard": recipes[1:]}[args.recipes]
     say = print if context.is_main else (lambda *_, **__: None)
     say(
