@@ -144,8 +144,9 @@ class TrainingSpec(ApiModel):
             "Replay the compiled forward and backward passes from CUDA graphs (torch.compile's reduce-overhead "
             "mode): one replay instead of hundreds of kernel launches per step, the same weights to the bit. "
             "Worth it when the host is the limit (small models or batches); ResNet-50 at batch 256 on an H100 "
-            "gained 3%. Needs compile and gradientAccumulationSteps 1: with accumulation, PyTorch 2.11's replays "
-            "overwrite tensors the previous micro-batch still needs and the step fails. No effect on a CPU."
+            "gained 3% on synthetic data. Needs compile and gradientAccumulationSteps 1: with accumulation, "
+            "PyTorch 2.11's replays overwrite tensors the previous micro-batch still needs and the step fails. "
+            "No effect on a CPU."
         ),
     )
     channels_last: bool = Field(default=True, description="Use the channels_last memory format.")
@@ -161,7 +162,7 @@ class TrainingSpec(ApiModel):
         if self.cuda_graphs and not self.compile:
             raise ValueError("training.cudaGraphs needs training.compile: the graphs are torch.compile's")
         if self.cuda_graphs and self.gradient_accumulation_steps > 1:
-            # The next micro-batch's replay frees the gradients the last one left in the graphs' pool.
+            # PyTorch 2.11 fails the step: a micro-batch's replay overwrites tensors the one before still needs.
             raise ValueError("training.cudaGraphs needs training.gradientAccumulationSteps 1")
         return self
 
