@@ -194,7 +194,9 @@ def train_epoch(
         micro += 1
         window_closes = micro == accumulation or batches_left == 0
         # DDP all-reduces gradients on every backward; inside an accumulation window only the last one needs it.
-        sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not window_closes else None
+        # torch.compile wraps the DDP module: its no_sync is on the module inside.
+        ddp = getattr(model, "_orig_mod", model)
+        sync = ddp.no_sync() if isinstance(ddp, DistributedDataParallel) and not window_closes else None
         with sync or contextlib.nullcontext():
             with autocast(device, trainee.dtype):
                 logits = model(images)
