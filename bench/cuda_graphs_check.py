@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,18 +70,7 @@ class Run:
     error: str | None = None
 
 
-class FixedBatches:
-    def __init__(self, batches: list[Batch]) -> None:
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return iter(self.batches)
-
-
-def make_batches(count: int, size: int, image_size: int, seed: int, device: torch.device) -> list[Batch]:
+def random_batches(count: int, size: int, image_size: int, seed: int, device: torch.device) -> list[Batch]:
     """Random images with a class-dependent colour shift, so that the loss falls and trajectories mean something."""
     generator = torch.Generator().manual_seed(seed)
     shifts = torch.randn(CLASSES, 3, 1, 1, generator=torch.Generator().manual_seed(7))
@@ -109,11 +97,11 @@ def train(case: Case, variant: str, args: argparse.Namespace, context: Distribut
     training = training.model_copy(update={"gradient_accumulation_steps": case.accumulation})
     micro = args.steps * case.accumulation
     trainee, _ = prepare_trainee(model, training, context, args.steps)
-    train_batches = make_batches(
+    train_batches = random_batches(
         micro, args.batch_size, args.image_size, seed=100 + context.rank, device=context.device
     )
     # The last validation batch is smaller, as an epoch's usually is.
-    val_batches = make_batches(3, args.batch_size, args.image_size, seed=200 + context.rank, device=context.device)
+    val_batches = random_batches(3, args.batch_size, args.image_size, seed=200 + context.rank, device=context.device)
     val_batches[-1] = Batch(val_batches[-1].images[:7], val_batches[-1].labels[:7], [])
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
     losses: list[float] = []
@@ -124,15 +112,13 @@ def train(case: Case, variant: str, args: argparse.Namespace, context: Distribut
             torch.cuda.synchronize()
             started = time.perf_counter()
             result = train_epoch(
-                trainee, FixedBatches(batches), epoch=part, first_step=len(losses), training=training,
+                trainee, batches, epoch=part, first_step=len(losses), training=training,
                 max_steps=10**6, context=context, bad_images=tracker,
                 on_step=lambda report: losses.append(report.loss) if report else None,
             )  # fmt: skip
             torch.cuda.synchronize()
             run.step_ms = (time.perf_counter() - started) * 1000 / result.steps
-            run.eval_loss = evaluate(
-                model, FixedBatches(val_batches), trainee, context=context, bad_images=tracker
-            ).loss
+            run.eval_loss = evaluate(model, val_batches, trainee, context=context, bad_images=tracker).loss
     except Exception as error:  # the accumulation case is expected to fail: report how
         run.error = "".join(traceback.format_exception_only(error)).strip().splitlines()[-1][:300]
     run.graph_skips = counters["inductor"]["cudagraph_skips"] - skips_before

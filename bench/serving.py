@@ -454,11 +454,12 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=300, help="seconds a phase may take at most")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    args.upload_size = args.upload_size or args.image_size + 32
 
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as scratch:
         home = Path(scratch) / "bentoml"
         tag = save_model(home, args.backbone, args.image_size, args.pipeline)
-        images = sample_images(16, args.upload_size or args.image_size + 32, args.image_format)
+        images = sample_images(16, args.upload_size, args.image_format)
         env = {
             "BENTOML_HOME": str(home),
             "MODELYARD_MODEL_TAG": tag,
@@ -521,7 +522,7 @@ def main() -> int:
         "model": f"{args.backbone} + attention, {args.image_size}x{args.image_size}, {args.device}, "
         f"precision {args.precision.value}, {args.pipeline.value} pipeline",
         "service": f"{workers} worker(s) ({args.workers}), max batch {batching.max_batch_size}, "
-        f"CUDA graphs {args.cuda_graphs}, {args.upload_size or args.image_size + 32} px {args.image_format} uploads, "
+        f"CUDA graphs {args.cuda_graphs}, {args.upload_size} px {args.image_format} uploads, "
         f"clients in {args.client_processes} process(es)",
         "torch": torch.__version__,
     }

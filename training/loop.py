@@ -177,6 +177,10 @@ def train_epoch(
     """One pass (or `max_steps` optimizer steps); `on_step` gets a report every logEverySteps steps, None between."""
     model, optimizer, accumulation = trainee.model, trainee.optimizer, training.gradient_accumulation_steps
     model.train()
+    # DDP all-reduces gradients on every backward; inside an accumulation window only the last one needs it. With
+    # torch.compile, no_sync is on the DDP module the compiled wrapper holds.
+    inner = getattr(model, "_orig_mod", model)
+    ddp = inner if isinstance(inner, DistributedDataParallel) else None
     device = trainee.device
     loss_sum = torch.zeros((), device=device)
     nonfinite = torch.zeros((), device=device)
@@ -193,10 +197,7 @@ def train_epoch(
         images, labels = to_device(batch, trainee)
         micro += 1
         window_closes = micro == accumulation or batches_left == 0
-        # DDP all-reduces gradients on every backward; inside an accumulation window only the last one needs it.
-        # torch.compile wraps the DDP module: its no_sync is on the module inside.
-        ddp = getattr(model, "_orig_mod", model)
-        sync = ddp.no_sync() if isinstance(ddp, DistributedDataParallel) and not window_closes else None
+        sync = ddp.no_sync() if ddp is not None and not window_closes else None
         with sync or contextlib.nullcontext():
             with autocast(device, trainee.dtype):
                 logits = model(images)
