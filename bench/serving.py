@@ -24,6 +24,7 @@ in several processes (`--client-processes`), so that the load generator's own GI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
@@ -48,6 +49,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 from PIL import Image
+from worker_connections import ConnectionSpread  # bench/, this script's folder
 
 from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
@@ -73,6 +75,11 @@ class Figures:
     client_cpu_s: float = 0.0
     mean_batch: float = 0.0  # images per model call, from the service's modelyard_batch_size histogram
     gpu_busy_percent: float | None = None  # NVML's share of time a kernel ran, averaged over the phase
+    # Keep-alive connections per service worker, sampled during the phase: the busiest worker's count and the mean
+    # (bench/worker_connections.py), and how often the clients had to connect again after the service closed one.
+    connections_busiest: float | None = None
+    connections_mean: float | None = None
+    reconnects: int = 0
     # "<status>: <start of the body>" of the failed requests, with their counts: what failed, not only how often
     error_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -235,11 +242,23 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(process_cpu_seconds(pid) for pid in [root, *descendants(root)])
 
 
-def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float], Counter[str], float, float, float]:
+@dataclass
+class Share:
+    """What one client process saw."""
+
+    latencies: list[float]
+    errors: Counter[str]
+    started: float  # wall clock
+    ended: float
+    cpu_s: float  # CPU seconds this process spent sending
+    reconnects: int  # connections opened again after the service (or an error) closed one
+
+
+def _clients(load: Load, first: int, step: int, count: int) -> Share:
     """`count` client threads of one process; client i sends requests i, i + clients, ... until the deadline, each
     on its own keep-alive connection (the stdlib's http.client, a thinner layer than httpx, so that the clients take
-    less of the cores the service runs on), at once or when due (`load.rate`). Returns latencies, errors by kind, the
-    wall-clock start and end of this process's share, and the CPU seconds this process spent sending."""
+    less of the cores the service runs on), at once or when due (`load.rate`). An answer with `Connection: close`
+    closes the connection, and the next request opens a new one."""
     bodies = load.bodies()
     address = urlsplit(load.url)
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -250,9 +269,10 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
     origin = time.perf_counter()
     stop_at = origin + load.deadline
 
-    def client(index: int) -> tuple[list[float], Counter[str]]:
+    def client(index: int) -> tuple[list[float], Counter[str], int]:
         latencies: list[float] = []
         errors: Counter[str] = Counter()
+        opened = 0
         connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
         try:
             for number in range(index, load.requests, load.clients):
@@ -262,6 +282,7 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
                 if time.perf_counter() > stop_at:
                     break
                 begin = time.perf_counter() if due is None else due
+                opened += connection.sock is None  # http.client connects again by itself when the last one closed
                 try:
                     connection.request("POST", "/predict", body=bodies[number % len(bodies)], headers=headers)
                     response = connection.getresponse()
@@ -276,13 +297,18 @@ def _clients(load: Load, first: int, step: int, count: int) -> tuple[list[float]
                     errors[f"{response.status}: {answer[:120].decode(errors='replace')}"] += 1
         finally:
             connection.close()
-        return latencies, errors
+        return latencies, errors, max(0, opened - 1)
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         outcomes = list(pool.map(client, range(first, load.clients, step)))
-    latencies = [value for found, _ in outcomes for value in found]
-    errors = sum((errors for _, errors in outcomes), Counter())
-    return latencies, errors, started, time.time(), time.process_time() - cpu_before
+    return Share(
+        latencies=[value for found, _, _ in outcomes for value in found],
+        errors=sum((errors for _, errors, _ in outcomes), Counter()),
+        started=started,
+        ended=time.time(),
+        cpu_s=time.process_time() - cpu_before,
+        reconnects=sum(reconnects for _, _, reconnects in outcomes),
+    )
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -329,7 +355,7 @@ class GpuSampler:
         self._thread.join()
 
 
-def _send(load: Load, processes: int) -> list[tuple[list[float], Counter[str], float, float, float]]:
+def _send(load: Load, processes: int) -> list[Share]:
     """The load from `processes` client processes at once; each process's share as `_clients` returns it."""
     if processes == 1:
         return [_clients(load, 0, 1, load.clients)]
@@ -351,12 +377,13 @@ def over_http(load: Load, processes: int, service_pid: int) -> Figures:
     processes = max(1, min(processes, load.clients))
     service_cpu_before = tree_cpu_seconds(service_pid)
     batched_before = batch_totals(load.url)
-    with GpuSampler() as gpu:
-        outcomes = _send(load, processes)
+    port = urlsplit(load.url).port or 80
+    with GpuSampler() as gpu, ConnectionSpread(lambda: service_workers(service_pid), port) as spread:
+        shares = _send(load, processes)
     batched = [after - before for after, before in zip(batch_totals(load.url), batched_before, strict=True)]
-    latencies = [value for found, *_ in outcomes for value in found]
-    errors = sum((outcome[1] for outcome in outcomes), Counter())
-    seconds = max(outcome[3] for outcome in outcomes) - min(outcome[2] for outcome in outcomes)
+    latencies = [value for share in shares for value in share.latencies]
+    errors = sum((share.errors for share in shares), Counter())
+    seconds = max(share.ended for share in shares) - min(share.started for share in shares)
     who = "1 client" if load.clients == 1 else f"{load.clients} concurrent clients"
     if load.rate:
         who = f"{load.rate:g} req/s offered over {load.clients} connections"
@@ -364,20 +391,30 @@ def over_http(load: Load, processes: int, service_pid: int) -> Figures:
     figures = summarise(name, latencies, seconds, errors, per_call=load.per_request)
     # Includes the service's idle ticking while client processes start: a small overcount, never an undercount.
     figures.service_cpu_s = tree_cpu_seconds(service_pid) - service_cpu_before
-    figures.client_cpu_s = sum(outcome[4] for outcome in outcomes)
+    figures.client_cpu_s = sum(share.cpu_s for share in shares)
     figures.mean_batch = batched[0] / batched[1] if batched[1] else 0.0
     figures.gpu_busy_percent = gpu.mean
+    figures.connections_busiest, figures.connections_mean = spread.busiest, spread.mean
+    figures.reconnects = sum(share.reconnects for share in shares)
     return figures
+
+
+def service_workers(service_pid: int) -> list[int]:
+    """The service's worker processes (BentoML's arbiter starts them; each accepts connections and runs a model)."""
+    workers = []
+    for pid in descendants(service_pid):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+    return workers
 
 
 def record_py_spy(service_pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy sampling one of the service's workers (collapsed stacks, one line per stack), started now. One worker
     stands for all: they run the same code on the same load. On the H200 machine py-spy recorded 3 samples whether it
     followed all workers from the arbiter (`--subprocesses`) or one, for a reason not found; here it records."""
-    workers = [
-        pid for pid in descendants(service_pid) if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    command = ["py-spy", "record", "--pid", str(min(workers)), "--duration", str(int(seconds)), "--format", "raw"]
+    worker = min(service_workers(service_pid))
+    command = ["py-spy", "record", "--pid", str(worker), "--duration", str(int(seconds)), "--format", "raw"]
     return subprocess.Popen([*command, "--nonblocking", "-o", str(output)])
 
 
@@ -529,15 +566,21 @@ def main() -> int:
     print(" | ".join(f"{key}: {value}" for key, value in info.items()))
     print(
         f"{'phase':58} {'images':>7} {'errors':>6} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'images/s':>9} "
-        f"{'service CPU ms/req':>18} {'client CPU ms/req':>17} {'batch':>6} {'GPU busy':>8}"
+        f"{'service CPU ms/req':>18} {'client CPU ms/req':>17} {'batch':>6} {'GPU busy':>8} "
+        f"{'conns/worker: busiest, mean':>27} {'reconnects':>10}"
     )
     for figures in results:
+        busy = f"{figures.gpu_busy_percent:7.0f}%" if figures.gpu_busy_percent is not None else f"{'-':>8}"
+        spread = (
+            f"{figures.connections_busiest:.1f}, {figures.connections_mean:.1f}"
+            if figures.connections_busiest is not None and figures.connections_mean is not None
+            else "-"
+        )
         print(
             f"{figures.name:58} {figures.requests:7d} {figures.errors:6d} {figures.p50_ms:9.1f} "
             f"{figures.p99_ms:9.1f} {figures.calls_per_second:9.1f} {figures.per_second:9.1f} "
             f"{figures.service_cpu_ms_per_call:18.2f} {figures.client_cpu_ms_per_call:17.2f} "
-            f"{figures.mean_batch:6.1f} "
-            + (f"{figures.gpu_busy_percent:7.0f}%" if figures.gpu_busy_percent is not None else f"{'-':>8}")
+            f"{figures.mean_batch:6.1f} {busy} {spread:>27} {figures.reconnects:10d}"
         )
         for kind, count in figures.error_kinds.items():
             print(f"    {count} x {kind}")
