@@ -41,7 +41,7 @@ if [ "$what" = serving ] || [ "$what" = all ]; then
     workers=${run%%:*} graphs=${run##*:}
     # The defaults also against the target's own terms: more clients, and open loops at 2,000 and 3,000 requests/s.
     capacity=()
-    [ "$workers" = auto ] && capacity=(--more-clients 128 --rates 2000 3000)
+    [ "$workers" = auto ] && capacity=(--more-clients 128 --more-multi-clients 128 --rates 2000 3000)
     # Enough requests that the phases of the fastest configuration run for seconds, not one; the deadline bounds the rest.
     "$python" bench/serving.py "${load[@]}" --requests 30000 --precision auto --pipeline gpu --workers "$workers" \
       --cuda-graphs "$graphs" --max-batch-size 128 "${capacity[@]}" \

@@ -6,7 +6,8 @@ A model is saved with the trainer's own export (untrained weights: speed does no
   floor any service can reach;
 - sequential: one client, one image per request, over HTTP (multipart), through decoding, batching and JSON;
 - concurrent: N clients at once, single-image requests, then requests of several images each (a closed loop: each
-  client sends its next request when the last was answered), then optionally more clients (`--more-clients`);
+  client sends its next request when the last was answered), then optionally more clients (`--more-clients`,
+  `--more-multi-clients`);
 - open loop (`--rates`): single-image requests sent at a fixed rate whatever the answers, latency counted from when
   each was due: whether the service keeps up with that rate, and at what p99;
 each a bounded loop (a fixed number of requests and a deadline), reporting p50/p99 latency, throughput, the CPU the
@@ -463,6 +464,13 @@ def main() -> int:
         help="further single-image phases with these many clients: what the service answers at more concurrency",
     )
     parser.add_argument(
+        "--more-multi-clients",
+        type=int,
+        nargs="*",
+        default=[],
+        help="further phases of --images-per-request images per request with these many clients",
+    )
+    parser.add_argument(
         "--rates",
         type=float,
         nargs="*",
@@ -534,6 +542,8 @@ def main() -> int:
                     None,
                 ),
                 *((clients, 1, args.requests, None) for clients in args.more_clients),
+                *((clients, args.images_per_request, max(clients, args.requests // args.images_per_request), None)
+                  for clients in args.more_multi_clients),
                 *((max(args.clients, math.ceil(rate / OPEN_LOOP_RATE_PER_CONNECTION)), 1, args.requests, rate)
                   for rate in args.rates),
             ]  # fmt: skip
@@ -599,7 +609,7 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(json.dumps({**info, "phases": [asdict(f) for f in results], "ratios": ratios}, indent=2))
-    # Any phase's errors fail the run, the --more-clients and --rates phases' too (the direct phases have none).
+    # Any phase's errors fail the run, the further phases' too (the direct phases have none).
     return 1 if any(figures.errors for figures in results) else 0
 
 

@@ -29,7 +29,7 @@ for run in ${RUNS:-off:/tmp/balance:off on:/tmp/balance:on off2:/tmp/balance:off
   (cd "$checkout" && MODELYARD_BALANCE_KEEPALIVE=$balance PYTHONPATH=$checkout:${PYTHONPATH:-} python3 bench/serving.py \
     --device cuda --backbone resnet50 --clients 64 --client-processes 6 --images-per-request 16 --deadline 8 \
     --requests 20000 --precision auto --pipeline gpu --workers auto --max-batch-size 128 --more-clients 128 \
-    --rates 3000 --json "$out/serving-$name.json") > "$out/serving-$name.log" 2>&1
+    --more-multi-clients 128 --rates 3000 --json "$out/serving-$name.json") > "$out/serving-$name.log" 2>&1
   echo "$name rc=$? in $(( $(date +%s) - t0 )) s"
   grep -A12 '^phase' "$out/serving-$name.log"
 done
