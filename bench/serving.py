@@ -50,8 +50,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 from PIL import Image
-from worker_connections import ConnectionSpread  # bench/, this script's folder
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench.*
+
+from bench.worker_connections import ConnectionSpread
 from modelyard.api.training_job import InputPipeline, Precision, TrainingJobSpec
 from modelyard.bento.inputs import InputLimits, decode_image
 from modelyard.bento.process import ServiceProcess, descendants, process_cpu_seconds, readiness

@@ -57,7 +57,7 @@ class ConnectionSpread:
     the mean over the samples of the largest count held by one process, `mean` the mean count per process: with an
     even spread the two are equal."""
 
-    def __init__(self, pids: Callable[[], list[int]], port: int, interval: float = 0.5) -> None:
+    def __init__(self, pids: Callable[[], list[int]], port: int, interval: float = 0.2) -> None:
         self.pids, self.port, self.interval = pids, port, interval
         self.samples: list[dict[int, int]] = []
         self._stop = threading.Event()

@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from bench.worker_connections import ConnectionSpread, connections_by_pid
+
 pytestmark = pytest.mark.integration
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from worker_connections import ConnectionSpread, connections_by_pid  # noqa: E402
 
 # Accepts `count` connections from the inherited listening socket, says so, then holds them until stdin closes.
 ACCEPTOR = """
