@@ -1,0 +1,50 @@
+"""The training benchmark (bench/train_throughput.py) end to end on the CPU at a tiny size: every data source and
+recipe trains through the real trainer, and the figures it writes are consistent with each other. No speed is
+asserted. The GPU machine's sessions depend on this script working the first time: a device call is too scarce to
+find a broken benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_data_source_and_recipe_trains_and_the_ratios_add_up(tmp_path: Path) -> None:
+    figures_path = tmp_path / "figures.json"
+    command = [
+        sys.executable, "bench/train_throughput.py", "--device", "cpu", "--backbone", "resnet18", "--image-size", "64",
+        "--steps", "1", "--warmup", "1", "--batch-size", "8", "--workers", "1", "--data", "all",
+        "--recipes", "modelyard", "--frozen-batch-norm", "--json", str(figures_path),
+    ]  # fmt: skip
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    rows = json.loads(figures_path.read_text())
+    assert [(row["data"], row["recipe"].endswith("frozen BatchNorm)")) for row in rows] == [
+        (data, frozen) for data in ("synthetic", "pipeline", "gpu-pipeline") for frozen in (False, True)
+    ]
+    rate = {(row["data"], row["recipe"]): row["images_per_second"] for row in rows}
+    for row in rows:
+        assert row["images_per_second"] > 0
+        assert (row["steps"], row["batch_size"], row["world_size"]) == (1, 8, 1)
+        assert 0 <= row["data_wait_fraction"] < 1
+        assert row["peak_memory_bytes"] > 2**20
+        # Each recipe against the one without frozen norms on the same data, and each pipeline against synthetic.
+        trained_norms = row["recipe"].replace(", frozen BatchNorm", "")
+        assert math.isclose(row["ratio_to_baseline"], row["images_per_second"] / rate[(row["data"], trained_norms)])
+        if row["data"] == "synthetic":
+            assert row["share_of_synthetic"] is None
+        else:
+            synthetic = rate[("synthetic", row["recipe"])]
+            assert math.isclose(row["share_of_synthetic"], row["images_per_second"] / synthetic)
