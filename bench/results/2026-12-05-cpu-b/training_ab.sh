@@ -4,12 +4,13 @@
 #   bash bench/results/2026-12-05-cpu-b/training_ab.sh OUT
 # nvImageCodec's hardware decoder handing the augmentation CHW views of its buffers (nvimgcodec-decoder-v3.patch: no
 # copy per image; the resample's stack is the one copy), against torchvision's nvJPEG, each compiled and with CUDA
-# graphs, in the same call.
+# graphs, in the same call; first, which of its two nvJPEG paths torchvision takes for these JPEGs (hw_path_probe.py).
 set -u
 out=${1:?usage: training_ab.sh OUT}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 BENTOML_DO_NOT_TRACK=true NO_ALBUMENTATIONS_UPDATE=1 PYTHONPATH=$PWD
-# The wheels carried in .whl (bench/gpu_wheels.sh prepare; nvImageCodec through results/2026-12-05-h100/nvimgcodec_wheels.sh).
+# The wheels carried in .whl: bench/gpu_wheels.sh prepare, and nvImageCodec through
+# results/2026-12-05-h100/nvimgcodec_wheels.sh.
 install() {
   if [ -f .whl/install.sh ]; then bash .whl/install.sh; else
     bash bench/gpu_wheels.sh install && bash bench/results/2026-12-05-h100/nvimgcodec_wheels.sh install; fi
@@ -20,6 +21,8 @@ python3 -c "import pydantic, bentoml; from nvidia import nvimgcodec" 2>/dev/null
 site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export LD_LIBRARY_PATH=$site/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}
 patch -p1 -s < bench/results/2026-12-05-cpu-b/nvimgcodec-decoder-v3.patch && echo patched
+stamp "which nvJPEG path torchvision takes for these JPEGs"
+timeout 60 python3 bench/results/2026-12-05-cpu-b/hw_path_probe.py 64 2>&1 | tee "$out/hw-path.log"
 for run in ${RUNS:-nvimgcodec:gpu torchvision:gpu-pipeline}; do
   decoder=${run%%:*} data=${run##*:}
   stamp "train $decoder $data"
