@@ -1,15 +1,17 @@
 """Device-side image operations of the gpu input pipeline, batched with per-image parameters.
 
 Each mirrors its albumentations 2.0.8 counterpart in the cpu path (transforms.py) on float pixels in [0, 1], clipped
-where albumentations clips uint8. Per-image choices are applied with `torch.where` or with identity factors for the
-images a transform skips, so a batch costs a fixed handful of kernels whatever its parameters; whether any image of
-the batch needs a step at all is decided from the parameters on the host, without waiting for the device.
+where albumentations clips uint8. A step that fires for some images of a batch runs on those images only: they are
+gathered, changed and put back in place, so the step costs their pixels, not the whole batch's (the augmentation is
+memory-bound on a GPU, and colour jitter's four steps in each image's own order used to run on the whole batch in
+each of four rounds). Which images a step takes is decided from the parameters on the host, without waiting for the
+device.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -91,15 +93,37 @@ def _per_image(mask: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, 1, 1, 1)
 
 
+# (the chosen images, their indices in the batch on the device; None when all of them) → the changed images
+Change = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def on_selected(images: torch.Tensor, selected: torch.Tensor, change: Change) -> torch.Tensor:
+    """`change` applied to the images that `selected` (a bool mask on the host) picks, the others left as they are.
+    The chosen images are written back into `images` in place (the batch is the augmentation's own), unless all of
+    them are chosen, when the changed batch is returned instead."""
+    chosen = selected.nonzero().flatten()
+    if len(chosen) == 0:
+        return images
+    if len(chosen) == len(selected):
+        return change(images, None)
+    index = to_device(chosen, images.device)
+    return images.index_copy_(0, index, change(images.index_select(0, index), index))
+
+
 def horizontal_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    return torch.where(_per_image(flip), images.flip(-1), images)
+    """Mirror the images `flip` (host) picks; in place."""
+    return on_selected(images, flip, lambda chosen, _: chosen.flip(-1))
 
 
-def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor, present: Sequence[int]) -> torch.Tensor:
-    """np.rot90(image, k) per image (counterclockwise) on square images; `present`: the k > 0 the batch holds."""
-    for turns in present:
-        images = torch.where(_per_image(quarter_turns == turns), images.rot90(turns, dims=(-2, -1)), images)
+def rotate90(images: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
+    """np.rot90(image, k) per image (counterclockwise) on square images, k from `quarter_turns` (host); in place."""
+    for turns in (1, 2, 3):
+        images = on_selected(images, quarter_turns == turns, functools.partial(_rotated, turns=turns))
     return images
+
+
+def _rotated(chosen: torch.Tensor, index: torch.Tensor | None, *, turns: int) -> torch.Tensor:
+    return chosen.rot90(turns, dims=(-2, -1))
 
 
 def gray(images: torch.Tensor) -> torch.Tensor:
@@ -140,30 +164,35 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return value - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
-def _jitter_step(images: torch.Tensor, step: int, factor: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-    if step == HUE:
-        return torch.where(_per_image(selected), adjust_hue(images, factor), images)
-    # An identity factor leaves a pixel exactly as it was (x * 1 + m * 0), so unselected images need no mask.
-    identity = torch.ones_like(factor)
-    chosen = torch.where(selected, factor, identity)
-    adjust = {BRIGHTNESS: adjust_brightness, CONTRAST: adjust_contrast, SATURATION: adjust_saturation}[step]
-    return adjust(images, chosen)
+JITTER_STEPS = {
+    BRIGHTNESS: adjust_brightness,
+    CONTRAST: adjust_contrast,
+    SATURATION: adjust_saturation,
+    HUE: adjust_hue,
+}
 
 
-def color_jitter(images: torch.Tensor, params: AugmentParams, on_device: AugmentParams) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, params: AugmentParams, factors: torch.Tensor) -> torch.Tensor:
     """ColorJitter with each image's steps in its own order, as albumentations shuffles them per image: in round r
-    every image runs its r-th step. Steps whose factor is the identity are skipped, as albumentations does."""
-    identity = (1.0, 1.0, 1.0, 0.0)
-    active = params.jitter != torch.tensor(identity)  # on the host: decides which kernels run
-    active_device = on_device.jitter != constant(identity, on_device.jitter.device)
+    every image runs its r-th step, on those images only. Steps whose factor is the identity are skipped, as
+    albumentations does. `params` on the host; `factors`: its `jitter` on the images' device. In place."""
+    active = params.jitter != torch.tensor((1.0, 1.0, 1.0, 0.0))
     for round_ in range(4):
-        for step in range(4):
-            wanted = (params.jitter_order[:, round_] == step) & active[:, step]
-            if not bool(wanted.any()):
-                continue
-            selected = (on_device.jitter_order[:, round_] == step) & active_device[:, step]
-            images = _jitter_step(images, step, on_device.jitter[:, step], selected)
+        for step, adjust in JITTER_STEPS.items():
+            selected = (params.jitter_order[:, round_] == step) & active[:, step]
+            change = functools.partial(_adjusted, adjust=adjust, factors=factors[:, step])
+            images = on_selected(images, selected, change)
     return images
+
+
+def _adjusted(
+    chosen: torch.Tensor,
+    index: torch.Tensor | None,
+    *,
+    adjust: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    factors: torch.Tensor,
+) -> torch.Tensor:
+    return adjust(chosen, factors if index is None else factors.index_select(0, index))
 
 
 def gauss_noise(images: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -198,21 +227,12 @@ class GpuAugment:
         else:
             boxes = full_boxes(images)
         batch = resample(images, boxes, self.image_size)
-        on_device = params._replace(
-            flip=to_device(params.flip, device),
-            quarter_turns=to_device(params.quarter_turns, device),
-            jitter=to_device(params.jitter, device),
-            jitter_order=to_device(params.jitter_order, device),
-            noise_std=to_device(params.noise_std, device),
-        )
-        if bool(params.flip.any()):
-            batch = horizontal_flip(batch, on_device.flip)
-        present = [turns for turns in (1, 2, 3) if bool((params.quarter_turns == turns).any())]
-        if present:
-            batch = rotate90(batch, on_device.quarter_turns, present)
-        batch = color_jitter(batch, params, on_device)
+        batch = horizontal_flip(batch, params.flip)
+        batch = rotate90(batch, params.quarter_turns)
+        batch = color_jitter(batch, params, to_device(params.jitter, device))
         if bool((params.noise_std > 0).any()):
             generator = torch.Generator(device=device)
             generator.manual_seed(noise_seed)
-            batch = gauss_noise(batch, on_device.noise_std, generator)
+            # The whole batch's noise, drawn as before: each image's draws stay where its seed put them.
+            batch = gauss_noise(batch, to_device(params.noise_std, device), generator)
         return normalize(batch, self.normalization)

@@ -22,7 +22,7 @@ from albumentations.augmentations.pixel import functional as fpixel
 
 from modelyard.api.training_job import Augmentation, ColorJitter, GaussNoise, Normalization
 from modelyard.training.data import read_rgb
-from modelyard.training.gpu_augment import GpuAugment, adjust_hue, color_jitter, normalize, resample
+from modelyard.training.gpu_augment import GpuAugment, adjust_hue, color_jitter, normalize, on_selected, resample
 from modelyard.training.gpu_data import CROP_ATTEMPTS, AugmentParams, crop_boxes, draw_parameters
 from modelyard.training.gpu_pipeline import decode_images, eval_pixels
 from modelyard.training.transforms import eval_transform
@@ -222,7 +222,7 @@ def test_colour_jitter_runs_each_images_steps_in_its_own_order(tiles: list[np.nd
     rows[:, 6:10] = np.stack([rng.permutation(4) for _ in range(count)])
     params = AugmentParams.stack(rows)
     batch = resample(images, np.array([[0, 0, 48, 48]] * count), 48)
-    jittered = color_jitter(batch, params, params)
+    jittered = color_jitter(batch.clone(), params, params.jitter)  # it changes its batch in place
     reference_transform = alb.ColorJitter()
     orders_seen = set()
     for index, image in enumerate(images):
@@ -236,7 +236,7 @@ def test_colour_jitter_runs_each_images_steps_in_its_own_order(tiles: list[np.nd
     assert len(orders_seen) >= 4
     # And the order matters: the same image and factors in two orders give different pixels.
     swapped = params._replace(jitter_order=params.jitter_order.flip(1))
-    assert not torch.allclose(color_jitter(batch, swapped, swapped), jittered, atol=2 * LEVEL)
+    assert not torch.allclose(color_jitter(batch.clone(), swapped, swapped.jitter), jittered, atol=2 * LEVEL)
 
 
 def test_gauss_noise_has_each_images_std_per_channel_and_is_clipped() -> None:
@@ -270,3 +270,32 @@ def test_normalisation_matches_albumentations_normalize() -> None:
     ours = normalize(_chw(image).float().unsqueeze(0) / 255, IMAGENET)
     assert ours.is_contiguous(memory_format=torch.channels_last)
     assert np.allclose(ours[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+
+
+def test_an_images_augmentation_does_not_depend_on_the_rest_of_its_batch(tiles: list[np.ndarray]) -> None:
+    """Each step runs on the images it picks only, gathered and put back: an image comes out of a batch of 24 as it
+    does alone (where every step either takes the whole batch or nothing)."""
+    jitter = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.7)
+    augmentation = NOTHING.model_copy(update={"horizontal_flip": 0.5, "random_rotate90": 0.5, "color_jitter": jitter})
+    output, params = _augment(augmentation, tiles, range(24))
+    assert 0 < int(params.flip.sum()) < 24
+    assert len(set(params.quarter_turns.tolist())) == 4
+    assert len({tuple(row) for row in params.jitter_order.tolist()}) > 4
+    for index in range(24):
+        alone = AugmentParams(*(field[index : index + 1] for field in params))
+        image = GpuAugment(48, augmentation, IMAGENET)([_chw(tiles[index % len(tiles)])], alone, noise_seed=1)
+        assert torch.allclose(image[0], output[index], atol=1e-6), f"image {index}"
+
+
+def test_on_selected_changes_the_picked_images_in_place_and_nothing_else() -> None:
+    batch = torch.arange(4 * 3 * 2 * 2, dtype=torch.float32).view(4, 3, 2, 2)
+    before = batch.clone()
+    picked = torch.tensor([False, True, False, True])
+    changed = on_selected(batch, picked, lambda chosen, index: chosen * 10 + index.view(-1, 1, 1, 1))
+    assert changed is batch
+    assert torch.equal(changed[1], before[1] * 10 + 1)
+    assert torch.equal(changed[3], before[3] * 10 + 3)
+    assert torch.equal(changed[[0, 2]], before[[0, 2]])
+    assert on_selected(batch, torch.zeros(4, dtype=torch.bool), lambda chosen, index: chosen * 0) is batch
+    everything = on_selected(before, torch.ones(4, dtype=torch.bool), lambda chosen, index: chosen + 1)
+    assert torch.equal(everything, before + 1)

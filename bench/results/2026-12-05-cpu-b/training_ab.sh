@@ -23,6 +23,13 @@ export LD_LIBRARY_PATH=$site/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}
 patch -p1 -s < bench/results/2026-12-05-cpu-b/nvimgcodec-decoder-v3.patch && echo patched
 stamp "which nvJPEG path torchvision takes for these JPEGs"
 timeout 60 python3 bench/results/2026-12-05-cpu-b/hw_path_probe.py 64 2>&1 | tee "$out/hw-path.log"
+stamp "the augmentation on one batch of 256: before, now (colour jitter, flips, rotations on their images only)"
+for config in default every-step; do
+  for module in bench/results/2026-12-05-cpu-b/gpu_augment_before.py ""; do
+    timeout 120 python3 bench/results/2026-12-05-cpu-b/augment_ab.py --device cuda --batch 256 --repeat 20 \
+      --config "$config" ${module:+--module "$module"} 2>&1 | tee -a "$out/augment.log"
+  done
+done
 for run in ${RUNS:-nvimgcodec:gpu torchvision:gpu-pipeline}; do
   decoder=${run%%:*} data=${run##*:}
   stamp "train $decoder $data"
