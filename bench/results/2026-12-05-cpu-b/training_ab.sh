@@ -26,14 +26,14 @@ timeout 60 python3 bench/results/2026-12-05-cpu-b/hw_path_probe.py 64 2>&1 | tee
 stamp "the augmentation on one batch of 256: before, now (colour jitter, flips, rotations on their images only)"
 for config in default every-step; do
   for module in bench/results/2026-12-05-cpu-b/gpu_augment_before.py ""; do
-    timeout 120 python3 bench/results/2026-12-05-cpu-b/augment_ab.py --device cuda --batch 256 --repeat 20 \
+    timeout 120 python3 bench/results/2026-12-05-cpu-b/augment_ab.py --device cuda --batch 256 --repeat 10 \
       --config "$config" ${module:+--module "$module"} 2>&1 | tee -a "$out/augment.log"
   done
 done
-for run in ${RUNS:-nvimgcodec:gpu torchvision:gpu-pipeline}; do
+for run in ${RUNS:-nvimgcodec:gpu-pipeline torchvision:gpu-pipeline}; do
   decoder=${run%%:*} data=${run##*:}
   stamp "train $decoder $data"
-  MODELYARD_JPEG_DECODER=$decoder timeout 270 python3 bench/train_throughput.py --batch-size 256 --compile \
+  MODELYARD_JPEG_DECODER=$decoder timeout 240 python3 bench/train_throughput.py --batch-size 256 --compile \
     --steps 40 --warmup 15 --workers 14 --data "$data" --recipes modelyard --cuda-graphs \
     --json "$out/train-$decoder.json" 2>&1 | grep -v "nvjpeg2k\|nvtiff\|^Note" | tee "$out/train-$decoder.log"
 done
