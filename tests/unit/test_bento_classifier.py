@@ -104,5 +104,8 @@ def test_cuda_graphs_answer_as_the_eager_model(tmp_path: Path, photos: list[np.n
     eager = Classifier(load_from_store(tag, cuda, store=tmp_path), cuda)
     graphed = Classifier(load_from_store(tag, cuda, store=tmp_path), cuda, graph_batches=4)
     assert graphed.forward is not graphed._eager_forward
-    for batch in (photos[:1], photos, photos * 3):  # 1, 2 and 6 images: a bucket, a padded one, two chunks
-        assert torch.allclose(graphed.probabilities(batch), eager.probabilities(batch), atol=1e-3)
+    # 1, 2 and 6 images: a bucket each, and 6 in two chunks (4 + 2) where eager runs one batch of 6. In bf16 another
+    # batch size runs other kernels: the same image's probabilities from batches of 2 and of 4 or 6 differed by up to
+    # 1.5e-3 on an H100 (2026-12-05), so the tolerance is a few bf16 steps, not float32's.
+    for batch in (photos[:1], photos, photos * 3):
+        assert torch.allclose(graphed.probabilities(batch), eager.probabilities(batch), atol=4e-3)

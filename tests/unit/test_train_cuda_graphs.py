@@ -40,7 +40,8 @@ def _train(graphs: bool, steps: int = 4) -> tuple[list[torch.Tensor], list[torch
         trainee, batches, epoch=0, first_step=0, training=training, max_steps=steps, context=context,
         bad_images=tracker, on_step=lambda report: None,
     )  # fmt: skip
-    return initial, [parameter.detach().clone() for parameter in model.parameters()]
+    # On the host, where `initial` was taken (the model is built there and moved by prepare_trainee).
+    return initial, [parameter.detach().cpu() for parameter in model.parameters()]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
