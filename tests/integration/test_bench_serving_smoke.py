@@ -6,29 +6,23 @@ depend on this script working the first time: a device call is too scarce to fin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from tests.support.bench import run_bench
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_every_phase_is_answered_and_reports_its_connections(tmp_path: Path) -> None:
     figures_path = tmp_path / "figures.json"
-    command = [
-        sys.executable, "bench/serving.py", "--image-size", "32", "--requests", "24", "--clients", "2",
-        "--images-per-request", "2", "--workers", "2", "--more-clients", "4", "--more-multi-clients", "4",
-        "--rates", "12", "--deadline", "30", "--json", str(figures_path),
-    ]  # fmt: skip
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(tmp_path / "bentoml")}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "conns/worker: busiest, mean" in done.stdout
+    printed = run_bench(
+        "serving.py", "--image-size", "32", "--requests", "24", "--clients", "2", "--images-per-request", "2",
+        "--workers", "2", "--more-clients", "4", "--more-multi-clients", "4", "--rates", "12", "--deadline", "30",
+        "--json", str(figures_path),
+    )  # fmt: skip
+    assert "conns/worker: busiest, mean" in printed
 
     figures = json.loads(figures_path.read_text())
     phases = {phase["name"]: phase for phase in figures["phases"]}

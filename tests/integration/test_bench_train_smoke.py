@@ -7,28 +7,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from tests.support.bench import run_bench
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_every_data_source_and_recipe_trains_and_the_ratios_add_up(tmp_path: Path) -> None:
     figures_path = tmp_path / "figures.json"
-    command = [
-        sys.executable, "bench/train_throughput.py", "--device", "cpu", "--backbone", "resnet18", "--image-size", "64",
-        "--steps", "1", "--warmup", "1", "--batch-size", "8", "--workers", "1", "--data", "all",
-        "--recipes", "modelyard", "--frozen-batch-norm", "--json", str(figures_path),
-    ]  # fmt: skip
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_bench(
+        "train_throughput.py", "--device", "cpu", "--backbone", "resnet18", "--image-size", "64", "--steps", "1",
+        "--warmup", "1", "--batch-size", "8", "--workers", "1", "--data", "all", "--recipes", "modelyard",
+        "--frozen-batch-norm", "--json", str(figures_path),
+    )  # fmt: skip
 
     rows = json.loads(figures_path.read_text())
     assert [(row["data"], row["recipe"].endswith("frozen BatchNorm)")) for row in rows] == [
