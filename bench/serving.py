@@ -381,7 +381,7 @@ def over_http(load: Load, processes: int, service_pid: int) -> Figures:
     service_cpu_before = tree_cpu_seconds(service_pid)
     batched_before = batch_totals(load.url)
     port = urlsplit(load.url).port or 80
-    with GpuSampler() as gpu, ConnectionSpread(lambda: service_workers(service_pid), port) as spread:
+    with GpuSampler() as gpu, ConnectionSpread(service_workers(service_pid), port) as spread:
         shares = _send(load, processes)
     batched = [after - before for after, before in zip(batch_totals(load.url), batched_before, strict=True)]
     latencies = [value for share in shares for value in share.latencies]

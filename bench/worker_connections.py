@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 ESTABLISHED = "01"  # the state column of /proc/net/tcp
@@ -57,15 +57,15 @@ class ConnectionSpread:
     the mean over the samples of the largest count held by one process, `mean` the mean count per process: with an
     even spread the two are equal."""
 
-    def __init__(self, pids: Callable[[], list[int]], port: int, interval: float = 0.2) -> None:
-        self.pids, self.port, self.interval = pids, port, interval
+    def __init__(self, pids: Iterable[int], port: int, interval: float = 0.2) -> None:
+        self.pids, self.port, self.interval = list(pids), port, interval
         self.samples: list[dict[int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            counts = connections_by_pid(self.pids(), self.port)
+            counts = connections_by_pid(self.pids, self.port)
             if sum(counts.values()):  # before the clients connect and after they close, there is nothing to see
                 self.samples.append(counts)
 

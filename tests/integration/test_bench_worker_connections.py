@@ -56,7 +56,7 @@ def test_counts_each_process_its_accepted_connections_not_the_clients_ends(liste
         port = listener.getsockname()[1]
         # This process holds the four clients' ends (local port ephemeral) and the listener: none of them counts.
         assert connections_by_pid([one.pid, three.pid, os.getpid()], port) == {one.pid: 1, three.pid: 3, os.getpid(): 0}
-        with ConnectionSpread(lambda: [one.pid, three.pid], port, interval=0.05) as spread:
+        with ConnectionSpread([one.pid, three.pid], port, interval=0.05) as spread:
             time.sleep(0.3)
         assert spread.samples
         assert spread.busiest == 3
