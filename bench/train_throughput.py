@@ -73,6 +73,7 @@ class Measurement:
     world_size: int = 1
     ratio_to_baseline: float | None = None
     share_of_synthetic: float | None = None  # a pipeline's images/s over the same recipe's on synthetic data
+    host_decode_share: float | None = None  # gpu pipeline: data.hostDecodeShare
 
 
 class SyntheticBatches:
@@ -147,6 +148,7 @@ def measure(
     context: Distributed,
     dataset_root: Path | None,
     weights: Path | None = None,
+    host_decode_share: float = 0.0,
 ) -> Measurement:
     device = context.device
     torch.manual_seed(0)
@@ -174,8 +176,9 @@ def measure(
         assert dataset_root is not None
         pipeline = InputPipeline.GPU if data == "gpu-pipeline" else InputPipeline.CPU
         data_spec = DataSpec(
-            path=str(dataset_root), image_size=args.image_size, num_workers=args.workers, pipeline=pipeline
-        )
+            path=str(dataset_root), image_size=args.image_size, num_workers=args.workers, pipeline=pipeline,
+            host_decode_share=host_decode_share,
+        )  # fmt: skip
         split = load_split(data_spec, args.classes, seed=0)
         samples = split.train + split.val
         sampler = EpochSampler(len(samples), seed=0, rank=context.rank, world_size=context.world_size)
@@ -214,6 +217,7 @@ def measure(
         peak_memory_bytes=int(worst[2]),
         steps=timed.steps,
         world_size=context.world_size,
+        host_decode_share=host_decode_share if data == "gpu-pipeline" else None,
     )
 
 
@@ -246,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cuda-graphs",
         action="store_true",
         help="Also measure Modelyard's compiled recipe with training.cudaGraphs (needs --compile).",
+    )
+    parser.add_argument(
+        "--host-decode-shares",
+        type=lambda text: [float(share) for share in text.split(",")],
+        default=[0.0],
+        help="gpu-pipeline: measure at each of these data.hostDecodeShare values, comma-separated (default 0).",
     )
     parser.add_argument("--json", type=Path, help="Also write the measurements here.")
     parser.add_argument(
@@ -304,10 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.frozen_batch_norm:
             weights = write_backbone_weights(Path(scratch) / "backbone.pth", args.backbone, args.image_size, device)
         synthetic: dict[str, float] = {}
-        for data in modes:
+        runs = [
+            (data, share) for data in modes for share in (args.host_decode_shares if data == "gpu-pipeline" else [0.0])
+        ]
+        for data, share in runs:
             baseline = None
             for recipe in recipes:
-                result = measure(recipe, data, args, context, root, weights)
+                result = measure(recipe, data, args, context, root, weights, share)
                 if baseline is None:
                     baseline = result.images_per_second
                 result.ratio_to_baseline = result.images_per_second / baseline
@@ -317,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                     result.share_of_synthetic = result.images_per_second / synthetic[recipe.name]
                 measurements.append(result)
                 share = f"  {result.share_of_synthetic:6.1%} of synthetic" if result.share_of_synthetic else ""
+                label = f"{data} host {host:.0%}" if (host := result.host_decode_share) else data
                 say(
-                    f"{data:12s}  {recipe.name:76s}  {result.images_per_second:9.1f} img/s  "
+                    f"{label:21s}  {recipe.name:76s}  {result.images_per_second:9.1f} img/s  "
                     f"data-wait {result.data_wait_fraction:5.1%}  peak {result.peak_memory_bytes / 2**30:6.2f} GiB  "
                     f"x{result.ratio_to_baseline:.2f}{share}",
                     flush=True,

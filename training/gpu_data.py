@@ -4,7 +4,8 @@ DataLoader workers do only what is cheap on a CPU: read each file (a whole JPEG 
 cut-off or malformed JPEG included, is decoded to RGB with PIL, as the cpu path would) and draw the sample's
 augmentation parameters from its sampler seed, so an epoch's order and augmentations do not depend on the number of
 workers and survive a resume. Decoding, cropping and the augmentations themselves run on the training device
-(gpu_pipeline.py, gpu_augment.py).
+(gpu_pipeline.py, gpu_augment.py); only `data.hostDecodeShare` of the JPEGs are decoded here, to take load off the
+device's decoder when it is the limit.
 
 Parameters follow albumentations 2.0.8, the cpu path: a transform fires when `random() < p`; ColorJitter's factors are
 uniform over [max(0, 1 - x), 1 + x] (hue over [-x, x]) and its four steps run in a shuffled order; RandomRotate90
@@ -185,19 +186,34 @@ class EncodedItem(NamedTuple):
     bad: tuple[tuple[str, str], ...]  # unreadable files skipped to produce this item
 
 
-class EncodedDataset(Dataset[EncodedItem]):
-    """Items keyed like ImageDataset's, (index, seed); parameters are drawn only for training (`augmentation`)."""
+# The golden ratio's fractional part: index * it mod 1 spreads any share of indices evenly over the dataset.
+_SPREAD = (math.sqrt(5) - 1) / 2
 
-    def __init__(self, samples: Sequence[Sample], augmentation: Augmentation | None) -> None:
+
+def decoded_on_host(index: int, share: float) -> bool:
+    """Whether the workers decode sample `index`'s JPEG themselves (`data.hostDecodeShare`): by index alone, so the
+    choice is the same whatever the number of workers, and about `share` of any batch."""
+    return (index * _SPREAD) % 1.0 < share
+
+
+class EncodedDataset(Dataset[EncodedItem]):
+    """Items keyed like ImageDataset's, (index, seed); parameters are drawn only for training (`augmentation`).
+    `host_decode_share`: the share of JPEGs decoded here with PIL rather than on the device."""
+
+    def __init__(
+        self, samples: Sequence[Sample], augmentation: Augmentation | None, host_decode_share: float = 0.0
+    ) -> None:
         self.samples = list(samples)
         self.augmentation = augmentation
+        self.host_decode_share = host_decode_share
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: SampleKey) -> EncodedItem:
         index, seed = key
-        sample, data, bad = first_readable(self.samples, index, _encoded)
+        read = _decoded if decoded_on_host(index, self.host_decode_share) else _encoded
+        sample, data, bad = first_readable(self.samples, index, read)
         params = None
         if self.augmentation is not None and seed is not None:
             params = draw_parameters(seed, self.augmentation)
@@ -211,6 +227,11 @@ def _encoded(path: Path) -> torch.Tensor:
     if raw.startswith(JPEG_MAGIC) and whole_jpeg(raw):
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     return pil_rgb(raw)
+
+
+def _decoded(path: Path) -> torch.Tensor:
+    """Any image decoded here with PIL, CHW uint8; raises what PIL raises for a file it cannot read."""
+    return pil_rgb(path.read_bytes())
 
 
 class EncodedBatch(NamedTuple):

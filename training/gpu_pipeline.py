@@ -256,7 +256,7 @@ def make_gpu_loader(
     train: bool,
 ) -> DeviceLoader:
     """The gpu path's loader of the training (augmented) or validation set, on `device`."""
-    dataset = EncodedDataset(samples, data.augmentation if train else None)
+    dataset = EncodedDataset(samples, data.augmentation if train else None, data.host_decode_share)
     loader = make_loader(
         dataset, sampler, batch_size, data.num_workers, train=train, pin=device.type == "cuda",
         collate_fn=collate_encoded,

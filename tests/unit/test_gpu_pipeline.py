@@ -16,7 +16,13 @@ from PIL import Image
 from modelyard.api.training_job import Augmentation, ColorJitter, DataSpec, GaussNoise, InputPipeline
 from modelyard.training.data import BadImageTracker, EpochSampler, ShardSampler, load_split, read_rgb
 from modelyard.training.errors import DatasetError
-from modelyard.training.gpu_data import EncodedDataset, collate_encoded, draw_parameters, whole_jpeg
+from modelyard.training.gpu_data import (
+    EncodedDataset,
+    collate_encoded,
+    decoded_on_host,
+    draw_parameters,
+    whole_jpeg,
+)
 from modelyard.training.gpu_pipeline import (
     DeviceLoader,
     EvalPreparation,
@@ -121,6 +127,56 @@ def test_workers_hand_over_jpeg_bytes_and_pil_decoded_pixels(tmp_path: Path) -> 
     prepared = validation(collate_encoded([items["zz.png"]]))
     expected = eval_transform(32, DataSpec(path="/x").normalization)(read_rgb(png))
     assert float((prepared.images[0] - expected).abs().max()) < 0.02  # one uint8 level / std
+
+
+def test_the_host_decode_share_picks_an_even_spread_of_samples_by_index() -> None:
+    for share in (0.1, 0.25, 0.5, 0.9):
+        picked = np.array([decoded_on_host(index, share) for index in range(10_000)])
+        assert picked.mean() == pytest.approx(share, abs=0.002)
+        windows = picked[: 256 * 39].reshape(39, 256).mean(axis=1)  # any run of consecutive indices, not just all
+        assert np.abs(windows - share).max() < 0.02
+    assert not any(decoded_on_host(index, 0.0) for index in range(1000))
+    assert all(decoded_on_host(index, 1.0) for index in range(1000))
+    with pytest.raises(ValueError, match="hostDecodeShare"):
+        DataSpec.model_validate({"path": "/data", "hostDecodeShare": 1.5})
+
+
+def test_a_host_decode_share_hands_over_pil_pixels_and_changes_no_batch_but_for_the_decoder(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs")
+    kinds = _corrupt(root)
+    for kind in ("truncated", "garbage", "marker"):
+        kinds.pop(kind).unlink()
+    corrupt = kinds["huffman"]  # whole: only decoding finds it, here in the worker
+    data = _data(root, augmentation=NOTHING, val_path=str(root))
+    split = load_split(data, 3, seed=0)
+    order = [sample.path for sample in split.train]
+    on_host = [index for index in range(len(order)) if decoded_on_host(index, 0.5)]
+    assert 0.3 < len(on_host) / len(order) < 0.7
+    dataset = EncodedDataset(split.train, None, host_decode_share=0.5)
+    for index, path in enumerate(order):
+        item = dataset[(index, None)]
+        if index not in on_host:
+            assert item.data.ndim == 1
+        elif path != corrupt:
+            assert torch.equal(item.data, torch.from_numpy(read_rgb(path).transpose(2, 0, 1).copy()))
+    # Decoded in the worker, the corrupt file is skipped there, named, for the next readable one.
+    item = EncodedDataset(split.train, None, host_decode_share=1.0)[(order.index(corrupt), None)]
+    assert item.path != str(corrupt)
+    assert item.data.ndim == 3
+    assert [bad for bad, _ in item.bad] == [str(corrupt)]
+
+    def epoch(share: float) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        spec = data.model_copy(update={"host_decode_share": share})
+        loader = make_gpu_loader(split.train, EpochSampler(len(order), seed=3), 6, spec, CPU, train=True)
+        return [(batch.images, batch.labels, [path for path, _ in batch.bad]) for batch in loader]
+
+    devices, hosts = epoch(0.0), epoch(0.5)
+    assert len(devices) == len(hosts) == len(order) // 6
+    for (images, labels, bad), (host_images, host_labels, host_bad) in zip(devices, hosts, strict=True):
+        assert torch.equal(labels, host_labels)
+        assert (images - host_images).abs().max() < 0.05  # decode_jpeg on a CPU and PIL: both libjpeg-turbo
+    assert [path for *_, bad in devices for path in bad] == [str(corrupt)]  # reported wherever it was decoded
+    assert [path for *_, bad in hosts for path in bad] == [str(corrupt)]
 
 
 def _corrupt(root: Path) -> dict[str, Path]:
