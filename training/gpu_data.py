@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -25,10 +26,13 @@ import numpy.typing as npt
 import torch
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from modelyard.api.training_job import Augmentation
 from modelyard.training.data import Sample, SampleKey, first_readable, read_rgb
 
+# torchvision 0.29 deprecates its image decoders for TorchCodec's; the GPU image's 0.26 does not. Same API in both.
+TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 JPEG_MAGIC = b"\xff\xd8\xff"  # by content, not by file name: a PNG named .jpg still decodes
 CROP_ATTEMPTS = 10  # albumentations' RandomResizedCrop tries ten boxes before its central fallback
 CROP_SCALE = (0.08, 1.0)  # albumentations' defaults, which the cpu path uses
@@ -126,12 +130,29 @@ def crop_boxes(
 
 
 def pil_rgb(data: bytes) -> torch.Tensor:
-    """Decode with the cpu path's `read_rgb`, into a CHW uint8 tensor."""
+    """Decode with the cpu path's `read_rgb`, into an HWC uint8 tensor (decoded pixels travel HWC, as decoders lay
+    them out: turning them CHW is left to the device, as a view)."""
     try:
         pixels = read_rgb(io.BytesIO(data))
     except UnidentifiedImageError:  # its own message names a BytesIO object; the caller names the file
         raise UnidentifiedImageError("cannot identify the image format") from None
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    return torch.from_numpy(np.require(pixels, requirements="W"))  # PIL's array is read-only: a copy then
+
+
+def host_rgb(data: bytes) -> torch.Tensor:
+    """Decode on the host, HWC uint8. A whole JPEG goes to libjpeg-turbo through torchvision: PIL's pixels, to the bit
+    on photo-like JPEGs, without PIL's array export and transpose (bench/RESULTS.md, 2026-12-05, night). Anything
+    else, or a JPEG libjpeg-turbo refuses, goes to PIL, which has the last word on what is unreadable."""
+    if data.startswith(JPEG_MAGIC) and whole_jpeg(data):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=TORCHVISION_DEPRECATION, category=DeprecationWarning)
+            try:
+                encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                pixels: torch.Tensor = decode_jpeg(encoded, mode=ImageReadMode.RGB)
+                return pixels.permute(1, 2, 0)  # its CHW is a view of HWC: no copy
+            except RuntimeError:
+                pass
+    return pil_rgb(data)
 
 
 # What may follow 0xFF from a JPEG's first scan to its end: a stuffed zero or fill byte inside a scan, a restart
@@ -178,7 +199,7 @@ def whole_jpeg(data: bytes) -> bool:
 
 
 class EncodedItem(NamedTuple):
-    data: torch.Tensor  # 1-D uint8: a JPEG's bytes; or 3-D CHW uint8: pixels PIL decoded in the worker
+    data: torch.Tensor  # 1-D uint8: a JPEG's bytes; or 3-D HWC uint8: pixels decoded in the worker
     path: str
     label: int
     seed: int | None
@@ -221,7 +242,7 @@ class EncodedDataset(Dataset[EncodedItem]):
 
 
 def _encoded(path: Path) -> torch.Tensor:
-    """A whole JPEG's bytes (1-D uint8) for the device's decoder; anything else decoded here, CHW uint8. Raises what
+    """A whole JPEG's bytes (1-D uint8) for the device's decoder; anything else decoded here, HWC uint8. Raises what
     PIL raises for a file it cannot read (a JPEG that is not `whole_jpeg` included)."""
     raw = path.read_bytes()
     if raw.startswith(JPEG_MAGIC) and whole_jpeg(raw):
@@ -230,8 +251,8 @@ def _encoded(path: Path) -> torch.Tensor:
 
 
 def _decoded(path: Path) -> torch.Tensor:
-    """Any image decoded here with PIL, CHW uint8; raises what PIL raises for a file it cannot read."""
-    return pil_rgb(path.read_bytes())
+    """Any image decoded here (`host_rgb`), HWC uint8; raises what PIL raises for a file it cannot read."""
+    return host_rgb(path.read_bytes())
 
 
 class EncodedBatch(NamedTuple):
@@ -240,7 +261,7 @@ class EncodedBatch(NamedTuple):
 
     buffer: torch.Tensor  # uint8, every item's data back to back
     spans: torch.Tensor  # int64 (B, 2): start and end of each item in `buffer`
-    shapes: torch.Tensor  # int64 (B, 3): CHW of pixels decoded in the worker; zeros for a JPEG
+    shapes: torch.Tensor  # int64 (B, 3): HWC of pixels decoded in the worker; zeros for a JPEG
     paths: list[str]
     labels: torch.Tensor
     params: AugmentParams | None
@@ -248,7 +269,7 @@ class EncodedBatch(NamedTuple):
     bad: list[tuple[str, str]]
 
     def items(self) -> list[torch.Tensor]:
-        """Each item's data: views into `buffer` (pinned with it), JPEG bytes 1-D, decoded pixels CHW."""
+        """Each item's data: views into `buffer` (pinned with it), JPEG bytes 1-D, decoded pixels HWC."""
         return [
             self.buffer[start:end].view(shape) if shape[0] else self.buffer[start:end]
             for (start, end), shape in zip(self.spans.tolist(), self.shapes.tolist(), strict=True)

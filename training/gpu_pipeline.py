@@ -27,15 +27,13 @@ from modelyard.training.errors import DatasetError
 from modelyard.training.gpu_augment import GpuAugment, full_boxes, normalize, resample, to_device
 from modelyard.training.gpu_data import (
     JPEG_MAGIC,
+    TORCHVISION_DEPRECATION,
     EncodedBatch,
     EncodedDataset,
     collate_encoded,
     pil_rgb,
     whole_jpeg,
 )
-
-# torchvision 0.29 deprecates its image decoders for TorchCodec's; the GPU image's 0.26 does not. Same API in both.
-_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,7 +47,7 @@ def decode_jpegs(encoded: list[torch.Tensor], device: torch.device) -> list[torc
     """One batched torchvision decode_jpeg (nvJPEG on CUDA) to RGB CHW uint8 on `device`. Like torchvision, it fails
     as a whole (RuntimeError) when any one image cannot be decoded."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_DEPRECATION, category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=TORCHVISION_DEPRECATION, category=DeprecationWarning)
         if device.type != "cuda":
             return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
         # nvJPEG writes its outputs from a stream of its own without waiting for the caller's, so the caching
@@ -64,9 +62,14 @@ def decode_jpegs(encoded: list[torch.Tensor], device: torch.device) -> list[torc
         return decoded
 
 
+def pixels_to_device(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """HWC pixels decoded on the host as a CHW view on `device`: copied as they lie, turned there for nothing."""
+    return to_device(pixels, device).permute(2, 0, 1)
+
+
 def _pil(data: torch.Tensor, device: torch.device) -> tuple[torch.Tensor | None, str]:
     try:
-        return to_device(pil_rgb(data.numpy().tobytes()), device), ""
+        return pixels_to_device(pil_rgb(data.numpy().tobytes()), device), ""
     except (OSError, ValueError, SyntaxError) as error:
         return None, f"{type(error).__name__}: {error}"
 
@@ -83,7 +86,7 @@ def _decode_one(data: torch.Tensor, device: torch.device) -> tuple[torch.Tensor 
 def decode_images(
     items: Sequence[torch.Tensor], device: torch.device, *, checked: bool = False
 ) -> tuple[list[torch.Tensor | None], list[str]]:
-    """Each item (encoded bytes 1-D, or CHW uint8 pixels) as CHW uint8 on `device`, None where it cannot be decoded,
+    """Each item (encoded bytes 1-D, or HWC uint8 pixels) as CHW uint8 on `device`, None where it cannot be decoded,
     and one error per item ('' where it decoded). Whole JPEGs go through one batched call (when that fails, one by
     one to find the bad ones); anything else, a JPEG that is not `whole_jpeg` included, through PIL on the host.
     `checked`: the bytes are whole JPEGs already (the workers saw to it)."""
@@ -92,7 +95,7 @@ def decode_images(
     jpegs = []
     for index, item in enumerate(items):
         if item.ndim == 3:
-            images[index] = to_device(item, device)
+            images[index] = pixels_to_device(item, device)
         elif checked or (bytes(item[:3].tolist()) == JPEG_MAGIC and whole_jpeg(item.numpy().tobytes())):
             jpegs.append(index)
         else:

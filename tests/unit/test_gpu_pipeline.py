@@ -5,6 +5,7 @@ unreadable JPEG is skipped, counted with its path and replaced inside its batch,
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from modelyard.training.gpu_data import (
     collate_encoded,
     decoded_on_host,
     draw_parameters,
+    host_rgb,
+    pil_rgb,
     whole_jpeg,
 )
 from modelyard.training.gpu_pipeline import (
@@ -119,7 +122,7 @@ def test_workers_hand_over_jpeg_bytes_and_pil_decoded_pixels(tmp_path: Path) -> 
     items = {Path(item.path).name: item for item in (dataset[(index, None)] for index in range(len(dataset)))}
     assert items["00.jpg"].data.ndim == 1
     assert bytes(items["00.jpg"].data[:3].tolist()) == b"\xff\xd8\xff"
-    assert items["zz.png"].data.shape == (3, 40, 40)
+    assert items["zz.png"].data.shape == (40, 40, 3)  # decoded pixels travel HWC
     assert items["png-named.jpg"].data.ndim == 3
     assert items["zz.png"].params is None  # evaluation draws nothing
     # Through the whole evaluation path, the PNG is preprocessed exactly as the cpu path's eval_transform.
@@ -158,7 +161,7 @@ def test_a_host_decode_share_hands_over_pil_pixels_and_changes_no_batch_but_for_
         if index not in on_host:
             assert item.data.ndim == 1
         elif path != corrupt:
-            assert torch.equal(item.data, torch.from_numpy(read_rgb(path).transpose(2, 0, 1).copy()))
+            assert torch.equal(item.data, torch.from_numpy(read_rgb(path).copy()))  # PIL's pixels, to the bit
     # Decoded in the worker, the corrupt file is skipped there, named, for the next readable one.
     item = EncodedDataset(split.train, None, host_decode_share=1.0)[(order.index(corrupt), None)]
     assert item.path != str(corrupt)
@@ -172,7 +175,7 @@ def test_a_host_decode_share_hands_over_pil_pixels_and_changes_no_batch_but_for_
 
     devices, hosts = epoch(0.0), epoch(0.5)
     assert len(devices) == len(hosts) == len(order) // 6
-    for (images, labels, bad), (host_images, host_labels, host_bad) in zip(devices, hosts, strict=True):
+    for (images, labels, _), (host_images, host_labels, _) in zip(devices, hosts, strict=True):
         assert torch.equal(labels, host_labels)
         assert (images - host_images).abs().max() < 0.05  # decode_jpeg on a CPU and PIL: both libjpeg-turbo
     assert [path for *_, bad in devices for path in bad] == [str(corrupt)]  # reported wherever it was decoded
@@ -237,6 +240,26 @@ def test_only_whole_jpegs_are_left_for_the_device_to_decode(tmp_path: Path) -> N
     # A second image after the first's end, as in an MPO file: the first is what is decoded.
     assert whole_jpeg(wholes[0] + wholes[1][:100])
     assert not whole_jpeg(_reserved_marker_in_scan(wholes[0]) + wholes[1])
+
+
+def test_the_host_decoder_gives_pil_pixels_and_leaves_pil_to_judge(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "jpegs", per_class=2, classes=3)
+    for path in sorted(root.rglob("*.jpg")):
+        assert torch.equal(host_rgb(path.read_bytes()), torch.from_numpy(read_rgb(path).copy()))
+
+    def error(decode: Callable[[bytes], torch.Tensor], data: bytes) -> str:
+        try:
+            decode(data)
+        except OSError as raised:
+            return f"{type(raised).__name__}: {raised}"
+        return "decoded"
+
+    for path in _corrupt(root).values():  # PIL's word on each, whether libjpeg-turbo saw the file or not
+        assert error(host_rgb, path.read_bytes()) == error(pil_rgb, path.read_bytes()) != "decoded"
+    png = tmp_path / "grey.png"
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).save(png)
+    assert torch.equal(host_rgb(png.read_bytes()), torch.from_numpy(read_rgb(png).copy()))
+    assert host_rgb(png.read_bytes()).shape == (6, 8, 3)
 
 
 def test_a_corrupt_jpeg_is_skipped_counted_with_its_path_and_its_slot_filled(tmp_path: Path) -> None:
@@ -307,7 +330,7 @@ def test_decoding_leaves_out_unreadable_inputs_and_says_why(tmp_path: Path) -> N
     root = _write_folder(tmp_path / "jpegs", per_class=1, classes=2)
     good = torch.frombuffer(bytearray((root / "c0" / "00.jpg").read_bytes()), dtype=torch.uint8)
     bad = torch.frombuffer(bytearray(b"\xff\xd8\xff\xe0 not really"), dtype=torch.uint8)
-    pixels = torch.zeros((3, 10, 12), dtype=torch.uint8)
+    pixels = torch.zeros((10, 12, 3), dtype=torch.uint8)  # decoded on the host: HWC
     images, errors = decode_images([bad, good, pixels], CPU)
     assert images[0] is None
     assert errors[0].startswith(("OSError", "UnidentifiedImageError"))  # what PIL said
