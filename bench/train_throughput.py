@@ -317,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = [
             (data, share) for data in modes for share in (args.host_decode_shares if data == "gpu-pipeline" else [0.0])
         ]
-        for data, share in runs:
+        for data, host_share in runs:
             baseline = None
             for recipe in recipes:
-                result = measure(recipe, data, args, context, root, weights, share)
+                result = measure(recipe, data, args, context, root, weights, host_share)
                 if baseline is None:
                     baseline = result.images_per_second
                 result.ratio_to_baseline = result.images_per_second / baseline

@@ -21,14 +21,15 @@ def test_every_data_source_and_recipe_trains_and_the_ratios_add_up(tmp_path: Pat
     run_bench(
         "train_throughput.py", "--device", "cpu", "--backbone", "resnet18", "--image-size", "64", "--steps", "1",
         "--warmup", "1", "--batch-size", "8", "--workers", "1", "--data", "all", "--recipes", "modelyard",
-        "--frozen-batch-norm", "--json", str(figures_path),
+        "--frozen-batch-norm", "--host-decode-shares", "0,0.5", "--json", str(figures_path),
     )  # fmt: skip
 
     rows = json.loads(figures_path.read_text())
-    assert [(row["data"], row["recipe"].endswith("frozen BatchNorm)")) for row in rows] == [
-        (data, frozen) for data in ("synthetic", "pipeline", "gpu-pipeline") for frozen in (False, True)
+    runs = [("synthetic", None), ("pipeline", None), ("gpu-pipeline", 0.0), ("gpu-pipeline", 0.5)]
+    assert [(row["data"], row["host_decode_share"], row["recipe"].endswith("frozen BatchNorm)")) for row in rows] == [
+        (data, share, frozen) for data, share in runs for frozen in (False, True)
     ]
-    rate = {(row["data"], row["recipe"]): row["images_per_second"] for row in rows}
+    rate = {(row["data"], row["host_decode_share"], row["recipe"]): row["images_per_second"] for row in rows}
     for row in rows:
         assert row["images_per_second"] > 0
         assert (row["steps"], row["batch_size"], row["world_size"]) == (1, 8, 1)
@@ -36,9 +37,10 @@ def test_every_data_source_and_recipe_trains_and_the_ratios_add_up(tmp_path: Pat
         assert row["peak_memory_bytes"] > 2**20
         # Each recipe against the one without frozen norms on the same data, and each pipeline against synthetic.
         trained_norms = row["recipe"].replace(", frozen BatchNorm", "")
-        assert math.isclose(row["ratio_to_baseline"], row["images_per_second"] / rate[(row["data"], trained_norms)])
+        same_data = (row["data"], row["host_decode_share"], trained_norms)
+        assert math.isclose(row["ratio_to_baseline"], row["images_per_second"] / rate[same_data])
         if row["data"] == "synthetic":
             assert row["share_of_synthetic"] is None
         else:
-            synthetic = rate[("synthetic", row["recipe"])]
+            synthetic = rate[("synthetic", None, row["recipe"])]
             assert math.isclose(row["share_of_synthetic"], row["images_per_second"] / synthetic)
