@@ -28,7 +28,8 @@ status=0
 if [ "$what" = train ] || [ "$what" = all ]; then
   workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
   "$python" bench/train_throughput.py --batch-size 256 --compile --steps 40 --warmup 15 --workers "$workers" \
-    --data all --frozen-batch-norm --cuda-graphs --json "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
+    --data all --frozen-batch-norm --cuda-graphs --host-decode-shares "${HOST_DECODE_SHARES:-0,0.3,0.6}" \
+    --json "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
 fi
 if [ "$what" = serving ] || [ "$what" = all ]; then
   load=(--device cuda --backbone resnet50 --clients 64 --client-processes 6 --images-per-request 16 --deadline 30)
