@@ -219,7 +219,7 @@ def decoded_on_host(index: int, share: float) -> bool:
 
 class EncodedDataset(Dataset[EncodedItem]):
     """Items keyed like ImageDataset's, (index, seed); parameters are drawn only for training (`augmentation`).
-    `host_decode_share`: the share of JPEGs decoded here with PIL rather than on the device."""
+    `host_decode_share`: the share of JPEGs decoded here (`host_rgb`) rather than on the device."""
 
     def __init__(
         self, samples: Sequence[Sample], augmentation: Augmentation | None, host_decode_share: float = 0.0
