@@ -143,7 +143,7 @@ def host_rgb(data: bytes) -> torch.Tensor:
     """Decode on the host, HWC uint8. A whole JPEG goes to libjpeg-turbo through torchvision: PIL's pixels, to the bit
     on photo-like JPEGs, without PIL's array export and transpose (bench/RESULTS.md, 2026-12-05, night). Anything
     else, or a JPEG libjpeg-turbo refuses, goes to PIL, which has the last word on what is unreadable."""
-    if data.startswith(JPEG_MAGIC) and whole_jpeg(data):
+    if whole_jpeg(data):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=TORCHVISION_DEPRECATION, category=DeprecationWarning)
             try:
@@ -184,12 +184,14 @@ def _first_scan(data: bytes) -> int:
 
 
 def whole_jpeg(data: bytes) -> bool:
-    """Whether a JPEG may go to the device's decoder, which must then fail where PIL (the cpu path's judge) would:
-    its segments lead to a scan, the scans end with the end-of-image marker (a cut-off file's do not, and nvJPEG
-    does not always notice), and no marker among the scans is one a decoder must refuse (nvJPEG returned pixels for
-    a reserved marker inside the scan data, which PIL and libjpeg-turbo refuse: bench/RESULTS.md, 2026-12-02). 0xFF
-    inside scan data is always stuffed, so the check cannot mistake data for a marker; the rare false alarm, a 0xFF
-    inside a table between scans, only costs a decode with PIL in the worker."""
+    """Whether the bytes are a JPEG (by content) that a JPEG decoder may be given, which must then fail where PIL (the
+    cpu path's judge) would: its segments lead to a scan, the scans end with the end-of-image marker (a cut-off file's
+    do not, and nvJPEG does not always notice), and no marker among the scans is one a decoder must refuse (nvJPEG
+    returned pixels for a reserved marker inside the scan data, which PIL and libjpeg-turbo refuse: bench/RESULTS.md,
+    2026-12-02). 0xFF inside scan data is always stuffed, so the check cannot mistake data for a marker; the rare
+    false alarm, a 0xFF inside a table between scans, only costs a decode with PIL in the worker."""
+    if not data.startswith(JPEG_MAGIC):
+        return False
     first = _first_scan(data)
     end = data.find(b"\xff\xd9", first) if first >= 0 else -1
     if end < 0:
@@ -245,7 +247,7 @@ def _encoded(path: Path) -> torch.Tensor:
     """A whole JPEG's bytes (1-D uint8) for the device's decoder; anything else decoded here, HWC uint8. Raises what
     PIL raises for a file it cannot read (a JPEG that is not `whole_jpeg` included)."""
     raw = path.read_bytes()
-    if raw.startswith(JPEG_MAGIC) and whole_jpeg(raw):
+    if whole_jpeg(raw):
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     return pil_rgb(raw)
 

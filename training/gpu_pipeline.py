@@ -26,7 +26,6 @@ from modelyard.training.data import Batch, Sample, SampleKey, make_loader
 from modelyard.training.errors import DatasetError
 from modelyard.training.gpu_augment import GpuAugment, full_boxes, normalize, resample, to_device
 from modelyard.training.gpu_data import (
-    JPEG_MAGIC,
     TORCHVISION_DEPRECATION,
     EncodedBatch,
     EncodedDataset,
@@ -96,7 +95,7 @@ def decode_images(
     for index, item in enumerate(items):
         if item.ndim == 3:
             images[index] = pixels_to_device(item, device)
-        elif checked or (bytes(item[:3].tolist()) == JPEG_MAGIC and whole_jpeg(item.numpy().tobytes())):
+        elif checked or whole_jpeg(item.numpy().tobytes()):
             jpegs.append(index)
         else:
             images[index], errors[index] = _pil(item, device)

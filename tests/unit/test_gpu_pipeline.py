@@ -256,6 +256,7 @@ def test_only_whole_jpegs_are_left_for_the_device_to_decode(tmp_path: Path) -> N
         assert not whole_jpeg(data[: len(data) // 2])
         assert not whole_jpeg(_reserved_marker_in_scan(data))
     assert not whole_jpeg(b"\xff\xd8\xff\xe0 not really")
+    assert not whole_jpeg(b"\0\0" + wholes[0][2:])  # a JPEG's segments without its start marker: not a JPEG
     # A second image after the first's end, as in an MPO file: the first is what is decoded.
     assert whole_jpeg(wholes[0] + wholes[1][:100])
     assert not whole_jpeg(_reserved_marker_in_scan(wholes[0]) + wholes[1])
