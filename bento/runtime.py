@@ -21,7 +21,7 @@ from modelyard.bento.inputs import InputLimits, RejectedInputError, RgbImage, de
 from modelyard.bento.settings import Device, ServiceSettings, cpu_budget
 from modelyard.training.export import INFO_FILE, LoadedModel, load_from_store
 from modelyard.training.gpu_augment import to_device
-from modelyard.training.gpu_pipeline import eval_pixels
+from modelyard.training.gpu_pipeline import eval_pixels, host_images_to_device
 from modelyard.training.precision import autocast, autocast_dtype, resolve_precision
 from modelyard.training.transforms import eval_transform
 
@@ -106,7 +106,7 @@ class Classifier:
         gpu pipeline by its own evaluation preprocessing (resize and normalise on the device, which also spares the
         host that work), any other by `eval_transform` on the host."""
         if self.info.pipeline is InputPipeline.GPU:
-            pixels = [to_device(torch.from_numpy(image.transpose(2, 0, 1).copy()), self.device) for image in images]
+            pixels = host_images_to_device(images, self.device)
             return eval_pixels(pixels, self.info.image_size, self.info.normalization)
         batch = torch.stack([self.transform(image) for image in images])
         return to_device(batch, self.device).contiguous(memory_format=self.memory_format)

@@ -33,6 +33,7 @@ from modelyard.training.gpu_pipeline import (
     EvalPreparation,
     decode_images,
     eval_pixels,
+    host_images_to_device,
     make_gpu_loader,
 )
 from modelyard.training.transforms import eval_transform
@@ -358,6 +359,24 @@ def test_decoding_leaves_out_unreadable_inputs_and_says_why(tmp_path: Path) -> N
     readable = [image for image in images if image is not None]
     assert [tuple(image.shape) for image in readable] == [(3, 40, 40), (3, 10, 12)]
     assert eval_pixels(readable, 16, DataSpec(path="/x").normalization).shape == (2, 3, 16, 16)
+
+
+DEVICES = [CPU, *([torch.device("cuda")] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
+def test_host_images_reach_the_device_as_chw_views_of_one_buffer(device: torch.device) -> None:
+    rng = np.random.default_rng(3)
+    wide = rng.integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    tall = rng.integers(0, 256, (13, 5, 3), dtype=np.uint8)
+    cropped = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)[1:8, ::2]  # not contiguous
+    moved = host_images_to_device([wide, tall, cropped], device)
+    for image, view in zip([wide, tall, cropped], moved, strict=True):
+        assert view.device.type == device.type
+        assert torch.equal(view.cpu(), torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+    # One buffer: the images lie one after another in the storage of the first.
+    assert {view.untyped_storage().data_ptr() for view in moved} == {moved[0].untyped_storage().data_ptr()}
+    assert [view.storage_offset() for view in moved] == [0, wide.size, wide.size + tall.size]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG needs a GPU")
