@@ -4,7 +4,8 @@
 #   bash bench/results/2026-12-05-cpu-c/serving_ab_v2.sh OUT
 # Runs the service's defaults with MODELYARD_BALANCE_KEEPALIVE off and on, alternated, on a copy with
 # keepalive-balancer-v2.patch applied. DEADLINE sets each phase's seconds (8: four runs fit one call; 30 for a
-# steadier open loop, two runs). A run is not started with under 150 s of the call's 10 minutes left.
+# steadier open loop, two runs). A run is not started with under 150 s of the call's 10 minutes left. PATCH names
+# another balancer patch to apply instead (the first one: bench/results/2026-12-05-cpu-b/keepalive-balancer.patch).
 set -u
 out=${1:?usage: serving_ab_v2.sh OUT}
 out=$(mkdir -p "$out" && cd "$out" && pwd)
@@ -15,7 +16,8 @@ export BENTOML_DO_NOT_TRACK=true PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
 python3 -c "import pydantic, bentoml" 2>/dev/null || bash bench/gpu_wheels.sh install > "$out/install.log" 2>&1
 here=$(pwd)
 rm -rf /tmp/balance-v2 && mkdir /tmp/balance-v2 && tar --exclude=./.whl -cf - . | tar -xf - -C /tmp/balance-v2
-(cd /tmp/balance-v2 && patch -p1 -s < "$here/bench/results/2026-12-05-cpu-c/keepalive-balancer-v2.patch") && echo patched
+patch_file=${PATCH:-bench/results/2026-12-05-cpu-c/keepalive-balancer-v2.patch}
+(cd /tmp/balance-v2 && patch -p1 -s < "$here/$patch_file") && echo "patched with $patch_file"
 for run in ${RUNS:-off:off on:on off2:off on2:on}; do
   IFS=: read -r name balance <<< "$run"
   if [ "$(left)" -lt 150 ]; then echo "skip $name ($(left) s left)"; continue; fi
