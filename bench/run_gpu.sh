@@ -7,6 +7,9 @@
 #
 #   bash bench/run_gpu.sh OUTPUT [train|serving|all|profile]
 #
+# HOST_DECODE_SHARES=0,0.3 sweeps data.hostDecodeShare in the gpu pipeline's training run (0 alone by default: on an
+# H100 every share measured slowed training, bench/RESULTS.md 2026-12-06).
+#
 # Modelyard must be importable (an install, or PYTHONPATH=<checkout> beside its dependencies; the GPU machine lacks
 # some of them, and bench/gpu_wheels.sh carries them there).
 set -uo pipefail
@@ -28,7 +31,7 @@ status=0
 if [ "$what" = train ] || [ "$what" = all ]; then
   workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
   "$python" bench/train_throughput.py --batch-size 256 --compile --steps 40 --warmup 15 --workers "$workers" \
-    --data all --frozen-batch-norm --cuda-graphs --host-decode-shares "${HOST_DECODE_SHARES:-0,0.3,0.6}" \
+    --data all --frozen-batch-norm --cuda-graphs --host-decode-shares "${HOST_DECODE_SHARES:-0}" \
     --json "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
 fi
 if [ "$what" = serving ] || [ "$what" = all ]; then
