@@ -12,6 +12,7 @@ autotuning, DDP, compile) and drives its `train_epoch`, so it measures exactly t
     python bench/train_throughput.py                       # CUDA if present, else CPU with tiny step counts
     python bench/train_throughput.py --steps 50 --batch-size 128 --compile --json results.json
     python bench/train_throughput.py --data all --recipes modelyard   # synthetic vs cpu pipeline vs gpu pipeline
+    python bench/train_throughput.py --data gpu --profile-steps 5     # and where each run's device time went
     torchrun --nproc_per_node=2 bench/train_throughput.py --recipes modelyard ...   # DDP, one process per GPU
 
 Under torchrun every rank trains its own shard through DistributedDataParallel exactly as the trainer does; the
@@ -39,12 +40,13 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
+from torch.profiler import ProfilerActivity
 
 from modelyard.api.training_job import DataSpec, InputPipeline, ModelSpec, Precision, ResourcesSpec, TrainingSpec
 from modelyard.training import distributed
 from modelyard.training.data import BadImageTracker, Batch, EpochSampler, load_split
 from modelyard.training.distributed import Distributed
-from modelyard.training.loop import prepare_trainee, train_epoch
+from modelyard.training.loop import EpochResult, prepare_trainee, train_epoch
 from modelyard.training.model import build_model
 from modelyard.training.trainer import make_batches
 
@@ -74,6 +76,7 @@ class Measurement:
     ratio_to_baseline: float | None = None
     share_of_synthetic: float | None = None  # a pipeline's images/s over the same recipe's on synthetic data
     host_decode_share: float | None = None  # gpu pipeline: data.hostDecodeShare
+    profile: str | None = None  # --profile-steps: where the time of the steps went, a table
 
 
 class SyntheticBatches:
@@ -170,7 +173,7 @@ def measure(
     if data == "synthetic":
         loaders: list[Any] = [
             SyntheticBatches(recipe.batch_size, args.image_size, args.classes, steps, device, recipe.channels_last)
-            for steps in (args.warmup, args.steps)
+            for steps in (args.warmup, args.steps, args.profile_steps)
         ]
     else:
         assert dataset_root is not None
@@ -183,25 +186,33 @@ def measure(
         samples = split.train + split.val
         sampler = EpochSampler(len(samples), seed=0, rank=context.rank, world_size=context.world_size)
         loader = make_batches(data_spec, samples, sampler, recipe.batch_size, device, train=True)
-        loaders = [loader, loader]
+        loaders = [loader, loader, loader]
     tracker = BadImageTracker(10**9, 1.0, lambda path, error: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    results = []
-    for phase, (loader, steps) in enumerate(zip(loaders, (args.warmup, args.steps), strict=True)):
-        if steps == 0:
-            continue
+
+    def run(phase: int, steps: int) -> tuple[EpochResult, float]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
         result = train_epoch(
-            trainee, loader, epoch=phase, first_step=0, training=training, max_steps=steps, context=context,
+            trainee, loaders[phase], epoch=phase, first_step=0, training=training, max_steps=steps, context=context,
             bad_images=tracker, on_step=lambda report: None,
         )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        results.append((result, time.perf_counter() - started))
-    timed, seconds = results[-1]
+        return result, time.perf_counter() - started
+
+    if args.warmup:
+        run(0, args.warmup)
+    timed, seconds = run(1, args.steps)
+    profile = None
+    if args.profile_steps:
+        # After the timed steps, so that the profiler's own cost stays out of the figures.
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as profiler:
+            _, profiled_seconds = run(2, args.profile_steps)
+        profile = profile_table(profiler, device, args.profile_steps, args.profile_rows, profiled_seconds)
     # All ranks together: images add up, the slowest rank's time and the worst data wait and memory count.
     totals = torch.tensor([timed.images, seconds, timed.data_wait_seconds / seconds, peak_memory(device)],
                           dtype=torch.float64, device=device)  # fmt: skip
@@ -218,7 +229,25 @@ def measure(
         steps=timed.steps,
         world_size=context.world_size,
         host_decode_share=host_decode_share if data == "gpu-pipeline" else None,
+        profile=profile,
     )
+
+
+def profile_table(profiler: torch.profiler.profile, device: torch.device, steps: int, rows: int, seconds: float) -> str:
+    """The operations that took the most device time (on a CPU: CPU time) over the profiled steps, per step, and the
+    wall time per step (profiled, so slower than the timed steps). On CUDA the profiler sees every thread's kernels
+    and copies, those of the helper thread that prepares batches among them; streams that overlap both count."""
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = profiler.key_averages()
+    total = sum(getattr(event, key) for event in events)
+    lines = [f"{'operation':60s} {'ms/step':>9s} {'share':>6s} {'calls/step':>10s}"]
+    for event in sorted(events, key=lambda event: getattr(event, key), reverse=True)[:rows]:
+        spent = getattr(event, key)
+        lines.append(
+            f"{event.key[:60]:60s} {spent / 1e3 / steps:9.3f} {spent / max(total, 1):6.1%} {event.count / steps:10.1f}"
+        )
+    lines.append(f"{'all':60s} {total / 1e3 / steps:9.3f}  (wall {seconds * 1e3 / steps:.3f} ms/step)")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.0],
         help="gpu-pipeline: measure at each of these data.hostDecodeShare values, comma-separated (default 0).",
     )
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="After each timed run, profile this many more steps and print where the device's time went.",
+    )
+    parser.add_argument("--profile-rows", type=int, default=25, help="Operations listed in each profile.")
     parser.add_argument("--json", type=Path, help="Also write the measurements here.")
     parser.add_argument(
         "--recipes", choices=["both", "baseline", "modelyard"], default="both", help="Which recipes to measure."
@@ -337,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"x{result.ratio_to_baseline:.2f}{share}",
                     flush=True,
                 )
+                if result.profile:
+                    say(f"profile of {args.profile_steps} more steps, {label}, {recipe.name}:\n{result.profile}")
     distributed.teardown(context)
     if args.json and context.is_main:
         args.json.write_text(json.dumps([asdict(m) for m in measurements], indent=2) + "\n")
