@@ -9,10 +9,13 @@ text). Everything else, and every image-level check, is BentoML's and the input 
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,7 +61,67 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+# Starlette's limit on files in one form: more fall to the trial parse, which reports them.
+MAX_PLAIN_PARTS = 1000
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# RFC 2046's boundary characters, no space: no CR in it, so no two delimiters in a body can overlap and counting them
+# is exact.
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,./:=?-]{1,70}")
+
+
+@functools.lru_cache(maxsize=4)
+def _plain_part_head(file_field: str) -> re.Pattern[bytes]:
+    # A file part's head as curl, requests and httpx write it: the disposition, then at most a media type. The
+    # filename is printable, without quotes or backslashes, which Starlette's header parsing would treat specially.
+    return re.compile(
+        rb'Content-Disposition: form-data; name="' + re.escape(file_field.encode()) + rb'"; '
+        rb'filename="[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]*"\r\n'
+        rb"(?:Content-Type: " + _TOKEN + rb"/" + _TOKEN + rb"\r\n)?\r\n"
+    )
+
+
+def plain_upload_files(headers: Headers, body: bytes, file_field: str) -> int | None:
+    """How many files the body holds when it is a multipart form in its plainest shape, which Starlette's parser
+    (BentoML's) accepts as only files in `file_field`; None when it is not in that shape. The shape: the first
+    delimiter at the very start, every part's head as `_plain_part_head`, each later delimiter followed by a line end
+    (a next part) or by the closing `--` and the end of the body. Most clients send exactly that. This looks at the
+    delimiters and the heads only, without copying a byte, where the trial parse ran Python for every header byte
+    (6.6% of a worker's event loop on the H200). Anything else gets the trial parse; a property test checks that
+    this never accepts what that refuses."""
+    _, params = parse_options_header(headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not isinstance(boundary, bytes) or not _BOUNDARY.fullmatch(boundary):
+        return None
+    delimiter = b"\r\n--" + boundary
+    if not body.startswith(delimiter[2:] + b"\r\n"):
+        return None
+    head = _plain_part_head(file_field)
+    start = len(delimiter)
+    for files in range(1, MAX_PLAIN_PARTS + 1):
+        matched = head.match(body, start)
+        if matched is None:
+            return None
+        # From the end of the head: the line end that closes it is not the one that opens a delimiter.
+        found = body.find(delimiter, matched.end())
+        if found < 0:
+            return None
+        after = found + len(delimiter)
+        if body.startswith(b"\r\n", after):
+            start = after + 2
+            continue
+        # Not a next part: then the closing delimiter, at the end (a line end may follow).
+        return files if len(body) - after <= 4 and body[after:] in (b"--", b"--\r\n") else None
+    return None
+
+
 async def _multipart_problem(headers: Headers, body: bytes, file_field: str) -> str | None:
+    """None when BentoML will accept the body, else what is wrong."""
+    if plain_upload_files(headers, body, file_field) is not None:
+        return None
+    return await trial_parse_problem(headers, body, file_field)
+
+
+async def trial_parse_problem(headers: Headers, body: bytes, file_field: str) -> str | None:
     """Parse the body with the parser BentoML uses; None when BentoML will accept it, else what is wrong."""
 
     async def stream() -> Any:
