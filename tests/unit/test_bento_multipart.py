@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers, UploadFile
@@ -159,6 +160,27 @@ def test_what_httpx_sends_is_plain_and_other_shapes_get_the_trial_parse() -> Non
     assert _trial_parse(headers, other_shapes["a text field"]) == (
         "the form field 'images' must be a file upload (with a filename), not text"
     )
+
+
+# What curl 7.88.1 sent for `curl -F "images=@a.jpg;type=image/jpeg"` (recorded by a socket listening on 127.0.0.1).
+CURL_BOUNDARY = b"------------------------dc8bd78fbdec336f"
+CURL_BODY = (
+    b"--" + CURL_BOUNDARY + b'\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n'
+    b"Content-Type: image/jpeg\r\n\r\nJPEGDATA\r\n--" + CURL_BOUNDARY + b"--\r\n"
+)
+
+
+def test_what_requests_and_curl_send_is_plain() -> None:
+    prepared = requests.Request(
+        "POST", "http://127.0.0.1/predict", files=[("images", ("a.jpg", b"\xff\xd8 x \xff\xd9", "image/jpeg"))] * 3
+    ).prepare()
+    assert isinstance(prepared.body, bytes)
+    headers = Headers({"content-type": prepared.headers["Content-Type"]})
+    assert plain_upload_files(headers, prepared.body, FIELD) == 3
+    assert _starlette_files(headers, prepared.body) == [(FIELD, b"\xff\xd8 x \xff\xd9")] * 3
+    curl_headers = Headers({"content-type": "multipart/form-data; boundary=" + CURL_BOUNDARY.decode()})
+    assert plain_upload_files(curl_headers, CURL_BODY, FIELD) == 1
+    assert _starlette_files(curl_headers, CURL_BODY) == [(FIELD, b"JPEGDATA")]
 
 
 def test_a_delimiter_right_after_a_parts_head_is_data_not_the_parts_end() -> None:
