@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # From the repository root: bash bench/results/2026-12-06-cpu/guard_ab.sh. Alternated: before (6d5eee6, trial parse
-# on every request) and after (this checkout, plain-upload check), with a tiny model so that the request path dominates. Service CPU per request is the figure.
+# on every request) and after (this checkout, plain-upload check), with a tiny model so that the request path
+# dominates. Service CPU per request is the figure.
 set -u
 here=$(pwd)  # the repository root; BEFORE: a worktree at 6d5eee6 (git worktree add /tmp/before-guard 6d5eee6)
 out=$(pwd)/bench/results/2026-12-06-cpu
