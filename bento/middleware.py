@@ -64,8 +64,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 # Starlette's limit on files in one form: more fall to the trial parse, which reports them.
 MAX_PLAIN_PARTS = 1000
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-# RFC 2046's boundary characters, no space: no CR in it, so no two delimiters in a body can overlap and counting them
-# is exact.
+# RFC 2046's boundary characters, without the space: any other boundary (quoted oddly, or with a line end in it) goes
+# to the trial parse.
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,./:=?-]{1,70}")
 
 

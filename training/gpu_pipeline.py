@@ -74,17 +74,9 @@ def host_images_to_device(images: Sequence[npt.NDArray[np.uint8]], device: torch
     pinning and sending image by image made one each, after a transposed copy."""
     sizes = [image.size for image in images]
     staging = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=device.type == "cuda")
-    flat = staging.numpy()
-    offset = 0
-    for image, size in zip(images, sizes, strict=True):
-        flat[offset : offset + size] = image.reshape(-1)
-        offset += size
-    moved = to_device(staging, device)
-    views, offset = [], 0
-    for image, size in zip(images, sizes, strict=True):
-        views.append(moved[offset : offset + size].view(image.shape).permute(2, 0, 1))
-        offset += size
-    return views
+    np.concatenate([image.reshape(-1) for image in images], out=staging.numpy())
+    moved = torch.split(to_device(staging, device), sizes)
+    return [part.view(image.shape).permute(2, 0, 1) for part, image in zip(moved, images, strict=True)]
 
 
 def _pil(data: torch.Tensor, device: torch.device) -> tuple[torch.Tensor | None, str]:
