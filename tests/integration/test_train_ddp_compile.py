@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from modelyard.api.training_job import ModelSpec, Optimizer, Precision, TrainingSpec
+from modelyard.bento.process import free_port
 from modelyard.training.data import BadImageTracker, Batch
 from modelyard.training.distributed import Distributed
 from modelyard.training.loop import prepare_trainee, train_epoch
@@ -30,12 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STEPS = 4
 ACCUMULATION = 2
 VARIANTS = ("compiled", "compiled, all-reduce every micro-batch", "eager")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _train(rank: int, variant: str, port: int, out: Path) -> None:
@@ -87,7 +81,7 @@ def test_compiled_ddp_all_reduces_once_per_optimizer_step(tmp_path: Path) -> Non
     results = {}
     for index, variant in enumerate(VARIANTS):
         out = tmp_path / f"{index}.pt"
-        mp.spawn(_train, args=(variant, _free_port(), out), nprocs=2, join=True)
+        mp.spawn(_train, args=(variant, free_port(), out), nprocs=2, join=True)
         results[variant] = torch.load(out)
     counts = {variant: result["all_reduces"] for variant, result in results.items()}
     assert counts["compiled"] == counts["eager"], counts

@@ -17,7 +17,7 @@ from modelyard.api.training_job import ProducedModel, Progress, TrainingMetrics
 from modelyard.operator.peering import peering_crds
 from tests.conftest import KubernetesApi
 from tests.integration.test_trainingjob import NAMESPACE, SPEC, Harness, harness
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -128,8 +128,9 @@ def test_of_two_replicas_only_the_one_with_higher_priority_acts_and_the_other_ta
     low = harness.operator(peering=True, env={"MODELYARD_PRIORITY": "10"})
     with low as standby:
         eventually(lambda: "Activity 'startup' succeeded" in standby.logs, "the first replica up")
-        harness.metrics_port += 1  # each replica needs its own endpoints
-        harness.health_port += 1
+        # Each replica needs endpoints of its own. Fresh ports, not the old ones plus one: Linux gives bind(0) odd
+        # ports and outgoing connections even ones, so an odd free port plus one may be a connection's source port.
+        harness.metrics_port, harness.health_port = free_port(), free_port()
         with harness.operator(peering=True, env={"MODELYARD_PRIORITY": "20"}) as leader:
             eventually(lambda: "Pausing operations in favour of" in standby.logs, "the standby to pause")
             harness.create("first")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import kubernetes
 
+from modelyard.bento.process import free_port
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["eventually", "free_port"]
 
 
 def eventually(check: Callable[[], Any], what: str = "", timeout: float = 30) -> Any:
