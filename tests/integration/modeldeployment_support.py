@@ -12,13 +12,14 @@ from typing import Any
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelyard.bento.process import free_port
 from modelyard.operator.settings import Settings
 from tests.conftest import KubernetesApi, RunOperator
 from tests.support.clients import CustomObjects
 from tests.support.cluster import Cluster
 from tests.support.kube_tools import tool
 from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 NAMESPACE = "default"
 NAME = "flowers"

@@ -31,7 +31,7 @@ from PIL import Image
 from modelyard.api.common import utcnow
 from modelyard.api.model_deployment import AnalysisSpec
 from modelyard.api.training_job import TrainingJobSpec
-from modelyard.bento.process import ServiceProcess
+from modelyard.bento.process import ServiceProcess, free_port
 from modelyard.operator import analysis
 from modelyard.operator.rollout import Verdict
 from modelyard.training.export import save_to_store
@@ -39,7 +39,7 @@ from modelyard.training.model import build_model
 from tests.conftest import KubernetesApi, RunOperator
 from tests.integration.modeldeployment_support import NAME, NAMESPACE, SPEC, Harness, revisions
 from tests.support.prometheus import PrometheusApi, ScrapeJob, running_prometheus
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from modelyard.api import TrainingJobSpec
+from modelyard.bento.process import free_port
 from modelyard.training.checkpoint import CONFIG_FILE, list_checkpoints
 from modelyard.training.data import read_rgb
 from modelyard.training.export import TRAINING_JOB_LABEL, load_from_store
@@ -32,7 +33,6 @@ from tests.integration.train_support import (
     trainer_env,
     write_config,
 )
-from tests.support.waiting import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from modelyard.bento.process import free_port
 from modelyard.training.config import RunContext
 from modelyard.training.metrics import GAUGES, TrainerMetrics
 from modelyard.training.progress import ProgressLog
 from modelyard.training.telemetry import Plan, Telemetry
-from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.integration
 

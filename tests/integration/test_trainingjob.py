@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.api import TrainingJob, TrainingJobSpec
 from modelyard.api.training_job import CheckpointRef, ProducedModel, Progress, TrainingMetrics
+from modelyard.bento.process import free_port
 from modelyard.operator import rbac
 from modelyard.operator.apply import contains
 from modelyard.operator.builders.training import build_trainer_children
@@ -33,7 +34,7 @@ from tests.conftest import KubernetesApi, RunOperator
 from tests.support.clients import CustomObjects
 from tests.support.cluster import Cluster
 from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from modelyard.api.training_job import ProducedModel, Progress, TrainingMetrics
+from modelyard.bento.process import free_port
 from modelyard.operator.peering import peering_crds
 from tests.conftest import KubernetesApi
 from tests.integration.test_trainingjob import NAMESPACE, SPEC, Harness, harness
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Waiting in tests: poll until the cluster (or a process) shows what the test expects, and free ports."""
+"""Waiting in tests: poll until the cluster (or a process) shows what the test expects."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-
-from modelyard.bento.process import free_port
-
-__all__ = ["eventually", "free_port"]
 
 
 def eventually(check: Callable[[], Any], what: str = "", timeout: float = 30) -> Any:
